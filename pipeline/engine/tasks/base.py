@@ -1,0 +1,75 @@
+"""The task plugin interface: everything domain-specific about the LLM feature under improvement.
+
+A task owns the prompt template (identical at training and inference), output parsing and
+normalisation, the assertions that name failure modes, and offline synthetic generators. The
+rest of the pipeline only talks to this interface.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one assertion on one output.
+
+    ``passed`` is None when the check could not run (for example the output is not JSON, so
+    column checks have nothing to look at); ``detail`` says why it failed or was skipped.
+    """
+
+    check_name: str
+    passed: bool | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Example:
+    """An (input, output) pair the task understands; ``input`` is the task's input dict."""
+
+    input: dict[str, Any]
+    output: str
+
+
+@dataclass(frozen=True)
+class SyntheticExample:
+    """A generated example with its provenance."""
+
+    input: dict[str, Any]
+    output: str
+    parent_index: int
+    generator: str
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What a task module provides. Register one by naming its module in configuration."""
+
+    name: str
+    version: str
+    #: Names of the assertions, which are also the failure modes they detect.
+    check_names: tuple[str, ...]
+
+    def prompt(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        """Chat messages (system, user) for an input; used for training files and inference."""
+        ...
+
+    def validate_input(self, input: Any) -> str | None:
+        """None when ``input`` is a well-formed task input, else a human-readable reason."""
+        ...
+
+    def check(self, input: dict[str, Any], output: str) -> list[CheckResult]:
+        """Run every assertion; one result per name in ``check_names``, in that order."""
+        ...
+
+    def normalise(self, output: str) -> str | None:
+        """Canonical text of an output for exact-match comparison; None if it does not parse."""
+        ...
+
+    def synthesize(
+        self, examples: list[Example], n: int, rng: random.Random
+    ) -> list[SyntheticExample]:
+        """Up to ``n`` new examples derived offline (no LLM) from ``examples``."""
+        ...
