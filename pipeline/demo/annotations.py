@@ -1,0 +1,94 @@
+"""Human-style review decisions on demo traces, as the annotation app would record them.
+
+About 60% of the reviewed traces are ones whose output is wrong (reviewers go looking where
+assertions or thumbs-down point), the rest a uniform sample of the remaining traces, so mostly
+good ones. A bad label carries the corrected query (the gold, canonical) and a failure mode:
+the assertion's name for assertion-visible failures, a human mode for semantic errors.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from pipeline.demo import assistant
+from pipeline.demo.traces import PROVIDER_ERROR, GeneratedTrace, iso
+from pipeline.engine.tasks import nl2query
+
+N_ANNOTATIONS = 400
+FAILING_SHARE = 0.6
+ANNOTATORS = ("Maya", "Tomas", "Priya", "Jonah", "Ines")
+_ANNOTATOR_WEIGHTS = (35, 25, 20, 12, 8)
+
+_GOOD = ("Looks right.", "Correct query, matches the question.", "LGTM.", "Right columns, right time range.",
+         "Matches what the user asked for.", "Good answer.", "Checked the breakdown and filters, all fine.",
+         "Correct.")
+_GOOD_FENCED = ("Correct, the code fence is harmless.", "Right query, just wrapped in ```json.")
+_CRITIQUES: dict[str, tuple[str, ...]] = {
+    "invalid_json": ("Not valid JSON, the app can't parse this.", "Output is broken JSON: {detail}.",
+                     "Model added prose or cut off mid-object; unparseable.", "Can't parse it."),
+    "invalid_shape": ("Query has the wrong structure: {detail}.", "Shape is off ({detail}).",
+                      "Not our query schema."),
+    "unknown_calculation_op": ("{detail}; we don't support that op.", "Made-up calculation op.",
+                               "Wrong op name: {detail}."),
+    "unknown_filter_op": ("{detail}.", "Filter operator isn't one of ours.", "Used a SQL-style operator: {detail}."),
+    "unknown_column": ("Hallucinated column: {detail}.", "Made up a column that doesn't exist here.",
+                       "Wrong column ({detail}).", "Invented a column name."),
+    "count_with_column": ("COUNT shouldn't take a column.", "{detail}.", "Count with a column, should be plain COUNT or COUNT_DISTINCT."),
+    "missing_column": ("{detail}.", "Percentile/aggregate without a column.", "Calculation is missing its column."),
+    "order_not_in_calculations": ("Orders by something it doesn't calculate.", "{detail}.",
+                                  "Sort refers to a calculation that isn't in the query."),
+    "having_not_in_calculations": ("{detail}.", "Having clause on a calculation we don't compute."),
+    "time_range_not_integer": ("time_range must be seconds as an integer: {detail}.", "Time range is a string, not seconds.",
+                               "{detail}."),
+    "limit_not_integer": ("Limit should be an integer.", "{detail}."),
+    "wrong_breakdown": ("Grouped by the wrong field.", "User asked for a different breakdown.",
+                        "Breakdown doesn't match the question.", "Wrong group by."),
+    "wrong_time_range": ("Wrong time range.", "Time window doesn't match what was asked.",
+                         "Asked for a different period; time_range is off.", "Time range is wrong."),
+    "wrong_calculation": ("Wrong aggregate, question asks for something else.", "Used the wrong calculation.",
+                          "Calculation op doesn't match the question.", "Should be a different percentile/aggregate."),
+    "missing_filter": ("Dropped one of the filters.", "Missing a filter from the question.",
+                       "Filter from the question isn't applied.", "Forgot the filter."),
+}
+
+
+def _failure_detail(trace: GeneratedTrace, mode: str) -> str:
+    for result in nl2query.check(trace.record["input"], trace.record["output"]):
+        if result.check_name == mode and result.passed is False:
+            return result.detail
+    return ""
+
+
+def annotate(trace: GeneratedTrace, rng: random.Random) -> dict[str, Any]:
+    """One reviewer's decision on ``trace``."""
+    mode = trace.mode
+    ts = trace.ts + timedelta(minutes=rng.uniform(20, 4 * 24 * 60))
+    base = {"trace_id": trace.record["trace_id"], "annotator": rng.choices(ANNOTATORS, _ANNOTATOR_WEIGHTS)[0]}
+    if mode in (assistant.CORRECT, assistant.FENCED):
+        critique = rng.choice(_GOOD_FENCED if mode == assistant.FENCED and rng.random() < 0.5 else _GOOD)
+        return {**base, "label": "good", "failure_mode": None, "correction": None, "critique": critique,
+                "annotated_at": iso(ts)}
+    template = rng.choice(_CRITIQUES[mode])
+    detail = _failure_detail(trace, mode)
+    if "{detail}" in template and not detail:
+        template = _CRITIQUES[mode][0] if "{detail}" not in _CRITIQUES[mode][0] else "Wrong output."
+    critique = template.format(detail=detail)
+    correction = nl2query.dump(trace.gold)
+    failed = [r for r in nl2query.check(trace.record["input"], correction) if r.passed is not True]
+    assert not failed, f"correction fails checks: {failed}"
+    return {**base, "label": "bad", "failure_mode": mode, "correction": correction,
+            "critique": critique[0].upper() + critique[1:], "annotated_at": iso(ts)}
+
+
+def sample_annotations(traces: list[GeneratedTrace], seed: int, n: int = N_ANNOTATIONS) -> list[dict[str, Any]]:
+    """About ``n`` decisions: 60% on wrong outputs, 40% uniform over the rest; by annotated_at."""
+    rng = random.Random(f"{seed}:annotations")
+    wrong = [t for t in traces if t.mode not in (assistant.CORRECT, assistant.FENCED, PROVIDER_ERROR)]
+    chosen = rng.sample(wrong, min(len(wrong), round(n * FAILING_SHARE)))
+    ids = {t.record["trace_id"] for t in chosen}
+    rest = [t for t in traces if t.mode != PROVIDER_ERROR and t.record["trace_id"] not in ids]
+    chosen += rng.sample(rest, n - len(chosen))
+    rows = [annotate(t, rng) for t in chosen]
+    return sorted(rows, key=lambda r: (r["annotated_at"], r["trace_id"]))

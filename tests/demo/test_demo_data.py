@@ -1,0 +1,262 @@
+"""The bundled demo data generator: gold correctness, determinism, failure-mode rates, files."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipeline.demo import assistant
+from pipeline.demo.datasets import BASE_DATASETS, DATASETS, TEAM_DATASETS, get_dataset
+from pipeline.demo.generate import DEFAULT_SEED, write_demo_data
+from pipeline.demo.questions import sample_example, sample_query
+from pipeline.demo.traces import PROVIDER_ERROR, generate_traces, parse_ts
+from pipeline.engine.tasks import nl2query
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = ("traces.jsonl", "annotations.jsonl", "base_corpus.jsonl")
+HUMAN_MODES = set(assistant.SEMANTIC_MODES)
+
+
+def _failed(task_input, output) -> list[str]:
+    return [r.check_name for r in nl2query.check(task_input, output) if r.passed is False]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    write_demo_data(out, DEFAULT_SEED)
+    return out
+
+
+def _is_good_line(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return (isinstance(record, dict) and nl2query.validate_input(record.get("input")) is None
+            and isinstance(record.get("latency_ms"), int))
+
+
+@pytest.fixture(scope="module")
+def traces(demo_dir) -> list[dict]:
+    """Good traces, first occurrence of each trace_id only."""
+    seen, out = set(), []
+    for line in (demo_dir / "traces.jsonl").read_text().splitlines():
+        if _is_good_line(line):
+            record = json.loads(line)
+            if record["trace_id"] not in seen:
+                seen.add(record["trace_id"])
+                out.append(record)
+    return out
+
+
+def test_datasets_have_distinct_vocabularies_and_kinds():
+    assert len(DATASETS) == 8 and len(BASE_DATASETS) == 5 and len(TEAM_DATASETS) == 3
+    assert set(BASE_DATASETS) | set(TEAM_DATASETS) == {d.name for d in DATASETS}
+    for d in DATASETS:
+        assert 10 <= len(d.columns) <= 18 and len(set(d.column_names)) == len(d.columns)
+        assert {c.kind for c in d.columns} >= {"numeric", "string", "bool"}
+        others = {c for o in DATASETS if o is not d for c in o.column_names}
+        assert len(set(d.column_names) - others) >= 5, d.name
+
+
+def test_gold_always_passes_checks_and_literals_appear_in_question():
+    rng = random.Random(123)
+    for _ in range(3000):
+        dataset = rng.choice(DATASETS)
+        task_input, output = sample_example(dataset, rng)
+        assert _failed(task_input, output) == []
+        assert nl2query.normalise(output) == output
+        query = json.loads(output)
+        question = task_input["question"]
+        assert 2 <= len(question.split()) <= 45, question
+        for f in query.get("filters", []):
+            values = f.get("value") if isinstance(f.get("value"), list) else [f.get("value")]
+            for v in values:
+                if v is not None and not isinstance(v, bool):
+                    assert str(v) in question, (v, question)
+        if "limit" in query:
+            assert str(query["limit"]) in question, question
+
+
+def test_injected_modes_fail_exactly_their_assertion():
+    rng = random.Random(5)
+    modes = [assistant.CORRECT, assistant.FENCED, *assistant.mode_rates(True)]
+    produced = Counter()
+    for i in range(3000):
+        dataset = rng.choice(DATASETS)
+        gold, _ = sample_query(dataset, rng)
+        mode = modes[i % len(modes)]
+        if not assistant.applicable(mode, gold):
+            continue
+        try:
+            output = assistant.respond(gold, dataset, mode, rng)
+        except ValueError:
+            continue
+        produced[mode] += 1
+        failed = _failed({"columns": dataset.column_names}, output)
+        assert failed == ([mode] if mode in nl2query.CHECK_NAMES else []), (mode, output)
+        if mode in assistant.SEMANTIC_MODES:
+            assert nl2query.normalise(output) != nl2query.dump(gold)
+        if mode == assistant.FENCED:
+            assert output.startswith("```json")
+    assert set(produced) == set(modes)
+
+
+def test_same_seed_same_bytes_different_seed_different(demo_dir, tmp_path):
+    write_demo_data(tmp_path / "again", DEFAULT_SEED)
+    for name in FILES:
+        assert (tmp_path / "again" / name).read_bytes() == (demo_dir / name).read_bytes(), name
+    other = generate_traces(DEFAULT_SEED + 1, n=200)
+    assert [t.record for t in other] != [t.record for t in generate_traces(DEFAULT_SEED, n=200)]
+
+
+def test_committed_files_are_what_the_script_writes(demo_dir):
+    for name in FILES:
+        committed = REPO / "data" / "demo" / name
+        assert committed.exists(), f"{committed} missing: run scripts/make_demo_data.py"
+        assert committed.read_bytes() == (demo_dir / name).read_bytes(), (
+            f"{committed} is stale: run python scripts/make_demo_data.py")
+    assert sum((REPO / "data" / "demo" / n).stat().st_size for n in FILES) < 10e6
+
+
+def test_trace_lines_are_well_formed(traces):
+    assert 2300 <= len(traces) <= 2500
+    assert [t["trace_id"] for t in traces] == sorted(t["trace_id"] for t in traces)
+    end = parse_ts("2026-11-15T00:00:00.000Z")
+    times = [parse_ts(t["ts"]) for t in traces]
+    assert max(times) <= end and (end - min(times)).days >= 28 and (end - min(times)).days <= 30
+    for t in traces:
+        assert set(t) == {"trace_id", "source", "task", "ts", "input", "output", "model", "latency_ms",
+                          "prompt_tokens", "completion_tokens", "error", "metadata"}
+        assert t["input"]["columns"] == get_dataset(t["input"]["dataset"]).column_names
+        assert t["model"] in ("prod-assistant-v3", "prod-assistant-v2")
+        assert t["latency_ms"] > 0 and t["prompt_tokens"] > 0
+        assert set(t["metadata"]) == {"session_id", "user_feedback", "app_version"}
+        assert t["metadata"]["user_feedback"] in ("thumbs_up", "thumbs_down", None)
+        assert (t["error"] is None) == (t["output"] != "")
+    errors = [t for t in traces if t["error"]]
+    assert 2 <= len(errors) <= 20
+    team = sum(t["input"]["dataset"] in TEAM_DATASETS for t in traces) / len(traces)
+    assert 0.35 <= team <= 0.45
+    assert 0.03 <= Counter(t["model"] for t in traces)["prod-assistant-v2"] / len(traces) <= 0.25
+
+
+def test_every_failure_mode_occurs_at_a_plausible_rate(traces):
+    ok = [t for t in traces if t["error"] is None]
+    counts = Counter()
+    failing_feedback = Counter()
+    for t in ok:
+        failed = _failed(t["input"], t["output"])
+        counts.update(failed)
+        counts["(pass)"] += not failed
+        failing_feedback[(bool(failed), t["metadata"]["user_feedback"])] += 1
+    rate = {k: v / len(ok) for k, v in counts.items()}
+    assert set(nl2query.CHECK_NAMES) <= set(counts), counts
+    assert 0.75 <= rate["(pass)"] <= 0.90
+    assert 0.03 <= rate["unknown_column"] <= 0.08
+    assert 0.015 <= rate["invalid_json"] <= 0.05
+    for name in nl2query.CHECK_NAMES:
+        assert rate[name] <= 0.08, name
+    for name in ("having_not_in_calculations", "invalid_shape"):
+        assert rate[name] < 0.015
+    fenced = sum(t["output"].startswith("```") and not _failed(t["input"], t["output"]) for t in ok)
+    assert 0.015 <= fenced / len(ok) <= 0.05
+    # hallucinated columns are much more common on datasets the base model never saw
+    by_group = Counter()
+    sizes = Counter()
+    for t in ok:
+        group = "team" if t["input"]["dataset"] in TEAM_DATASETS else "base"
+        sizes[group] += 1
+        by_group[group] += "unknown_column" in _failed(t["input"], t["output"])
+    assert by_group["team"] / sizes["team"] > 2.5 * by_group["base"] / sizes["base"]
+    # people thumb down failing outputs far more often than passing ones
+    down = lambda f: failing_feedback[(f, "thumbs_down")] / sum(v for (g, _), v in failing_feedback.items() if g == f)
+    assert down(True) > 5 * down(False)
+
+
+def test_semantic_errors_pass_assertions_at_about_seven_percent():
+    traces = generate_traces(DEFAULT_SEED)
+    semantic = [t for t in traces if t.mode in assistant.SEMANTIC_MODES]
+    assert 0.04 <= len(semantic) / len(traces) <= 0.10
+    assert {t.mode for t in semantic} == set(assistant.SEMANTIC_MODES)
+    for t in semantic:
+        assert _failed(t.record["input"], t.record["output"]) == []
+        assert nl2query.normalise(t.record["output"]) != nl2query.dump(t.gold)
+    assert sum(t.mode == PROVIDER_ERROR for t in traces) >= 2
+
+
+def test_bad_lines_and_duplicates_are_present(demo_dir):
+    lines = (demo_dir / "traces.jsonl").read_text().splitlines()
+    bad = [i for i, line in enumerate(lines) if not _is_good_line(line)]
+    assert 5 <= len(bad) <= 8
+    assert min(bad) < len(lines) - 100, "bad lines must be scattered, not all at the end"
+    kinds = Counter()
+    for i in bad:
+        try:
+            record = json.loads(lines[i])
+        except json.JSONDecodeError:
+            kinds["not json"] += 1
+            continue
+        if not isinstance(record, dict):
+            kinds["not an object"] += 1
+        elif not isinstance(record.get("latency_ms"), int):
+            kinds["latency"] += 1
+        else:
+            kinds[nl2query.validate_input(record["input"])] += 1
+    assert kinds["not json"] >= 1 and kinds["not an object"] >= 1 and kinds["latency"] >= 1
+    assert "input.question must be a non-empty string" in kinds
+    assert "input.columns must be a non-empty list of column names" in kinds
+    first_seen, duplicates = {}, []
+    for i, line in enumerate(lines):
+        if i in bad:
+            continue
+        trace_id = json.loads(line)["trace_id"]
+        if trace_id in first_seen:
+            assert lines[first_seen[trace_id]] == line, "a duplicate must be an exact re-log"
+            duplicates.append(i)
+        else:
+            first_seen[trace_id] = i
+    assert 10 <= len(duplicates) <= 20
+    assert min(duplicates) < len(lines) / 2 < max(duplicates)
+
+
+def test_base_corpus_covers_only_base_datasets_and_is_correct(demo_dir):
+    rows = [json.loads(line) for line in (demo_dir / "base_corpus.jsonl").read_text().splitlines()]
+    assert 9000 <= len(rows) <= 11000
+    assert {r["input"]["dataset"] for r in rows} == set(BASE_DATASETS)
+    for r in rows:
+        assert r["input"]["columns"] == get_dataset(r["input"]["dataset"]).column_names
+        assert _failed(r["input"], r["output"]) == []
+        assert nl2query.normalise(r["output"]) == r["output"]
+
+
+def test_annotations_reference_traces_and_corrections_pass(demo_dir, traces):
+    by_id = {t["trace_id"]: t for t in traces}
+    rows = [json.loads(line) for line in (demo_dir / "annotations.jsonl").read_text().splitlines()]
+    assert 350 <= len(rows) <= 450
+    assert len({r["trace_id"] for r in rows}) == len(rows)
+    labels = Counter(r["label"] for r in rows)
+    assert 0.5 <= labels["bad"] / len(rows) <= 0.8 and labels["good"] >= 80
+    assert len({r["annotator"] for r in rows}) >= 3
+    assert len({r["critique"] for r in rows}) >= 30
+    for r in rows:
+        assert set(r) == {"trace_id", "label", "failure_mode", "correction", "critique", "annotator", "annotated_at"}
+        trace = by_id[r["trace_id"]]
+        assert parse_ts(r["annotated_at"]) > parse_ts(trace["ts"])
+        failed = _failed(trace["input"], trace["output"])
+        if r["label"] == "good":
+            assert r["failure_mode"] is None and r["correction"] is None and not failed
+        else:
+            assert r["failure_mode"] in set(nl2query.CHECK_NAMES) | HUMAN_MODES
+            assert _failed(trace["input"], r["correction"]) == []
+            assert nl2query.normalise(r["correction"]) == r["correction"]
+            if r["failure_mode"] in nl2query.CHECK_NAMES:
+                assert r["failure_mode"] in failed
+            else:
+                assert not failed and nl2query.normalise(trace["output"]) != r["correction"]
+    assert {r["failure_mode"] for r in rows} >= set(nl2query.CHECK_NAMES[:5]) | HUMAN_MODES
