@@ -118,7 +118,8 @@ def _shape_problems(query: dict[str, Any]) -> list[str]:
 def _columns_used(query: dict[str, Any]) -> list[str]:
     used: list[Any] = []
     for key in ("calculations", "filters", "orders", "havings"):
-        used += [item["column"] for item in _list_of_dicts(query, key) if "column" in item]
+        # "column": null means no column (as for COUNT), the same as leaving the key out
+        used += [item["column"] for item in _list_of_dicts(query, key) if item.get("column") is not None]
     breakdowns = query.get("breakdowns") or []
     if isinstance(breakdowns, list):
         used += breakdowns
@@ -342,7 +343,8 @@ def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[Synt
     for attempt, index in enumerate(order * 3):
         if len(out) >= n:
             break
-        name = names[attempt % len(names)]
+        # rotate per pass so that every seed meets every generator over the three passes
+        name = names[(attempt % len(order) + attempt // len(order)) % len(names)]
         new = GENERATORS[name](examples[index], roles, rng)
         if new is None or not all(r.passed is not False for r in check(new.input, new.output)):
             continue

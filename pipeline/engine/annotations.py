@@ -1,0 +1,129 @@
+"""Human annotations: import decision files, and derive labelled failures.
+
+An annotation is a person's decision on a trace (good/bad, failure mode, correction, critique).
+Decisions arrive from the annotation app (written straight into the table) or as JSONL files;
+a file record that cannot be used is rejected with its reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.engine.tasks import Task
+from pipeline.engine.traces import REJECTED_SCHEMA, RecordError, parse_timestamp
+
+ANNOTATION_SCHEMA = {
+    "annotation_id": pl.String, "trace_id": pl.String, "label": pl.String,
+    "failure_mode": pl.String, "correction": pl.String, "critique": pl.String,
+    "annotator": pl.String, "annotated_at": pl.Datetime("us", "UTC"), "source": pl.String,
+}
+FAILURE_SCHEMA = {
+    "trace_id": pl.String, "failure_mode": pl.String, "label_source": pl.String,
+    "detail": pl.String, "correction": pl.String,
+}
+LABELS = ("good", "bad")
+
+
+@dataclass
+class AnnotationBatch:
+    annotations: pl.DataFrame
+    rejected: pl.DataFrame
+
+
+def annotation_id(trace_id: str, annotator: str, annotated_at: datetime) -> str:
+    """Stable id of one decision: the same person deciding on the same trace at the same time."""
+    key = f"{trace_id}\x1f{annotator}\x1f{annotated_at.isoformat()}"
+    return "ann_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) -> dict[str, Any]:
+    """One decision record as an annotations row; raises RecordError with the reason if unusable."""
+    if not isinstance(record, dict):
+        raise RecordError(f"annotation must be a JSON object, got {type(record).__name__}")
+    trace_id = record.get("trace_id")
+    if not isinstance(trace_id, str) or trace_id not in trace_inputs:
+        raise RecordError(f"trace {trace_id!r} is not in raw_traces")
+    label = record.get("label")
+    if label not in LABELS:
+        raise RecordError(f"label must be one of {LABELS}, got {label!r}")
+    annotator = record.get("annotator")
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise RecordError("annotator is required")
+    annotated_at = parse_timestamp(record.get("annotated_at"))
+    if annotated_at is None:
+        raise RecordError("annotated_at is required")
+    correction = record.get("correction")
+    if correction is not None:
+        if not isinstance(correction, str):
+            correction = json.dumps(correction)
+        failed = [r for r in task.check(trace_inputs[trace_id], correction) if r.passed is False]
+        if failed:
+            raise RecordError("correction fails assertions: " + "; ".join(f"{r.check_name}: {r.detail}" for r in failed))
+    failure_mode = record.get("failure_mode")
+    if label == "bad" and not failure_mode:
+        failure_mode = "unspecified"
+    return {
+        "annotation_id": annotation_id(trace_id, annotator, annotated_at), "trace_id": trace_id,
+        "label": label, "failure_mode": failure_mode, "correction": correction,
+        "critique": record.get("critique"), "annotator": annotator, "annotated_at": annotated_at,
+    }
+
+
+def read_annotation_files(files: list[Path], task: Task, trace_inputs: dict[str, dict],
+                          now: datetime | None = None) -> AnnotationBatch:
+    """Validate every decision in JSONL ``files`` against the traces they refer to."""
+    now = now or datetime.now(timezone.utc)
+    rows, rejected = [], []
+    for path in files:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                try:
+                    try:
+                        record = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                        raise RecordError(f"malformed JSON: {exc}") from exc
+                    row = validate_annotation(record, task, trace_inputs)
+                except RecordError as exc:
+                    rejected.append({"source": "annotations", "location": f"{path}:{number}",
+                                     "reason": str(exc), "raw": text, "rejected_at": now})
+                    continue
+                rows.append({**row, "source": f"file:{path.name}"})
+    frame = pl.DataFrame(rows, schema=ANNOTATION_SCHEMA) if rows else pl.DataFrame(schema=ANNOTATION_SCHEMA)
+    return AnnotationBatch(frame.unique("annotation_id", keep="first", maintain_order=True),
+                           pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA))
+
+
+def latest_decisions(annotations: pl.DataFrame) -> pl.DataFrame:
+    """The most recent decision per trace (ties broken by annotation id for determinism)."""
+    return (annotations.sort("annotated_at", "annotation_id")
+            .group_by("trace_id", maintain_order=True).last())
+
+
+def labelled_failures(evaluations: pl.DataFrame, annotations: pl.DataFrame) -> pl.DataFrame:
+    """Failing traces with their failure mode and where the label came from.
+
+    Assertion failures come from trace_evaluations (label_source 'assertion'); a person's latest
+    'bad' decision adds a 'human' row. A person's correction is attached to every row of its trace.
+    """
+    decisions = latest_decisions(annotations)
+    corrections = decisions.filter(pl.col("correction").is_not_null()).select("trace_id", "correction")
+    assertion = (evaluations.filter(pl.col("passed") == False)  # noqa: E712 (null means not run)
+                 .select("trace_id", pl.col("check_name").alias("failure_mode"),
+                         pl.lit("assertion").alias("label_source"), "detail"))
+    human = (decisions.filter(pl.col("label") == "bad")
+             .select("trace_id", pl.col("failure_mode").fill_null("unspecified"), pl.lit("human").alias("label_source"),
+                     pl.col("critique").alias("detail")))
+    failures = pl.concat([assertion, human.cast(assertion.schema)])
+    return (failures.join(corrections, on="trace_id", how="left")
+            .unique(["trace_id", "failure_mode", "label_source"], keep="first", maintain_order=True)
+            .sort("trace_id", "label_source", "failure_mode").cast(FAILURE_SCHEMA))

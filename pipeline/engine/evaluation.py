@@ -1,0 +1,117 @@
+"""Model evaluation on the test split: score outputs, summarise, compare two models on the same
+examples with a paired test, and decide a verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from pipeline.engine.tasks import Task
+
+RESULT_SCHEMA = {
+    "model_id": pl.String, "example_id": pl.String, "test_set_version": pl.String,
+    "output": pl.String, "passed_checks": pl.Boolean, "failed_checks": pl.List(pl.String),
+    "exact_match": pl.Boolean, "metrics": pl.String, "evaluated_at": pl.Datetime("us", "UTC"),
+}
+#: Metrics that gate promotion; each is a per-example boolean in eval_results.
+HEADLINE = ("passed_checks", "exact_match")
+
+
+def test_set_version(test: pl.DataFrame) -> str:
+    """Content hash of the test examples: results are comparable only within one version."""
+    digest = hashlib.sha256()
+    for row in test.select("example_id", "input", "output").sort("example_id").iter_rows():
+        digest.update("\x1f".join(row).encode() + b"\x1e")
+    return digest.hexdigest()[:16]
+
+
+def score(test: pl.DataFrame, outputs: list[str], task: Task, model_id: str,
+          latencies_ms: list[float] | None = None, now: datetime | None = None) -> pl.DataFrame:
+    """eval_results rows for ``outputs`` (one per test example, same order)."""
+    if len(outputs) != test.height:
+        raise ValueError(f"{len(outputs)} outputs for {test.height} test examples")
+    now = now or datetime.now(timezone.utc)
+    version = test_set_version(test)
+    rows = []
+    for n, (example_id, input_json, reference, output) in enumerate(
+            zip(test["example_id"], test["input"], test["output"], outputs)):
+        failed = [r.check_name for r in task.check(json.loads(input_json), output) if r.passed is False]
+        normalised = task.normalise(output)
+        metrics: dict[str, Any] = {"normalised_output": normalised}
+        if latencies_ms is not None:
+            metrics["latency_ms"] = latencies_ms[n]
+        rows.append({"model_id": model_id, "example_id": example_id, "test_set_version": version,
+                     "output": output, "passed_checks": not failed, "failed_checks": failed,
+                     "exact_match": normalised is not None and normalised == task.normalise(reference),
+                     "metrics": json.dumps(metrics), "evaluated_at": now})
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+
+
+def summarize(results: pl.DataFrame, test: pl.DataFrame | None = None, slice_key: str = "dataset") -> dict[str, Any]:
+    """Headline rates, the failure rate per failure mode, and (given ``test``) rates per slice."""
+    n = results.height
+    summary: dict[str, Any] = {"n_examples": n}
+    for metric in HEADLINE:
+        summary[metric] = results[metric].mean() if n else None
+    modes = results.select(pl.col("failed_checks").explode()).drop_nulls().group_by("failed_checks").len()
+    summary["failure_rates"] = {mode: count / n for mode, count in sorted(modes.iter_rows())}
+    if test is not None and n:
+        sliced = results.join(test.select("example_id", pl.col("input").map_elements(
+            lambda i: str(json.loads(i).get(slice_key, "")), return_dtype=pl.String).alias("slice")), on="example_id")
+        summary["by_" + slice_key] = {
+            s: {"n": k, "passed_checks": p, "exact_match": e}
+            for s, k, p, e in sliced.group_by("slice").agg(
+                pl.len(), pl.col("passed_checks").mean(), pl.col("exact_match").mean()).sort("slice").iter_rows()}
+    return summary
+
+
+def mcnemar_exact(candidate: list[bool], baseline: list[bool]) -> dict[str, Any]:
+    """Exact two-sided McNemar test on paired booleans: wins, losses and the p-value."""
+    wins = sum(1 for c, b in zip(candidate, baseline) if c and not b)
+    losses = sum(1 for c, b in zip(candidate, baseline) if b and not c)
+    discordant = wins + losses
+    if discordant == 0:
+        return {"wins": 0, "losses": 0, "p_value": 1.0}
+    tail = sum(math.comb(discordant, k) for k in range(min(wins, losses) + 1)) / 2 ** discordant
+    return {"wins": wins, "losses": losses, "p_value": min(1.0, 2 * tail)}
+
+
+def compare(candidate: pl.DataFrame, baseline: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per headline metric: both rates, the difference, and the paired test on shared examples."""
+    paired = candidate.join(baseline, on="example_id", suffix="_baseline")
+    if paired.height != candidate.height or paired.height != baseline.height:
+        raise ValueError("candidate and baseline were not evaluated on the same examples")
+    out = {}
+    for metric in HEADLINE:
+        c, b = paired[metric].to_list(), paired[f"{metric}_baseline"].to_list()
+        rate_c, rate_b = (sum(c) / len(c), sum(b) / len(b)) if c else (0.0, 0.0)
+        out[metric] = {"candidate": rate_c, "baseline": rate_b, "difference": rate_c - rate_b,
+                       **mcnemar_exact(c, b)}
+    return out
+
+
+def verdict(comparison: dict[str, dict[str, Any]], alpha: float = 0.05) -> str:
+    """'worse' if any headline metric is significantly worse, 'better' if one is significantly
+    better and none worse, else 'no_significant_difference'."""
+    significant = {m: v for m, v in comparison.items() if v["p_value"] < alpha}
+    if any(v["difference"] < 0 for v in significant.values()):
+        return "worse"
+    if any(v["difference"] > 0 for v in significant.values()):
+        return "better"
+    return "no_significant_difference"
+
+
+def examples_won_and_lost(candidate: pl.DataFrame, baseline: pl.DataFrame, test: pl.DataFrame,
+                          metric: str = "exact_match", n: int = 5) -> dict[str, pl.DataFrame]:
+    """A few examples the candidate gets right and the baseline wrong (won), and the reverse."""
+    paired = (candidate.select("example_id", "output", metric)
+              .join(baseline.select("example_id", "output", metric), on="example_id", suffix="_baseline")
+              .join(test.select("example_id", "input", pl.col("output").alias("reference")), on="example_id"))
+    won = paired.filter(pl.col(metric) & ~pl.col(f"{metric}_baseline"))
+    lost = paired.filter(~pl.col(metric) & pl.col(f"{metric}_baseline"))
+    return {"won": won.head(n), "lost": lost.head(n)}

@@ -1,0 +1,186 @@
+"""DuckDB schema (the table contract), migrations, and key-based writes.
+
+Every write replaces or merges by key, so re-running an asset never duplicates rows:
+
+- :func:`upsert` deletes the rows whose key matches an incoming row, then inserts the batch.
+- :func:`insert_new` inserts only rows whose key is not present yet (first write wins).
+- :func:`sync` makes a table hold exactly the batch's keys, leaving rows that did not change
+  untouched (so their timestamps and assignments stay stable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+# Each migration runs once, in order, recorded in schema_migrations. Append; never edit.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "contract tables", """
+    CREATE TABLE IF NOT EXISTS raw_traces (
+        trace_id VARCHAR NOT NULL, source VARCHAR NOT NULL, task VARCHAR NOT NULL,
+        ts TIMESTAMPTZ, input JSON NOT NULL, output VARCHAR, model VARCHAR,
+        latency_ms DOUBLE, prompt_tokens BIGINT, completion_tokens BIGINT, error VARCHAR,
+        metadata JSON, content_hash VARCHAR NOT NULL, ingested_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS rejected_traces (
+        source VARCHAR NOT NULL, location VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+        raw VARCHAR, rejected_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS trace_evaluations (
+        trace_id VARCHAR NOT NULL, check_name VARCHAR NOT NULL, passed BOOLEAN,
+        detail VARCHAR, task_version VARCHAR, evaluated_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS annotations (
+        annotation_id VARCHAR NOT NULL, trace_id VARCHAR NOT NULL, label VARCHAR NOT NULL,
+        failure_mode VARCHAR, correction VARCHAR, critique VARCHAR, annotator VARCHAR NOT NULL,
+        annotated_at TIMESTAMPTZ NOT NULL, source VARCHAR);
+    CREATE TABLE IF NOT EXISTS labelled_failures (
+        trace_id VARCHAR NOT NULL, failure_mode VARCHAR NOT NULL, label_source VARCHAR NOT NULL,
+        detail VARCHAR, correction VARCHAR);
+    CREATE TABLE IF NOT EXISTS synthetic_examples (
+        example_id VARCHAR NOT NULL, parent_id VARCHAR NOT NULL, generator VARCHAR NOT NULL,
+        input JSON NOT NULL, output VARCHAR NOT NULL, seed BIGINT, created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS training_examples (
+        example_id VARCHAR NOT NULL, source VARCHAR NOT NULL, group_id VARCHAR NOT NULL,
+        split VARCHAR NOT NULL, input JSON NOT NULL, output VARCHAR NOT NULL,
+        parent_id VARCHAR, created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS fine_tuned_models (
+        model_id VARCHAR NOT NULL, backend VARCHAR NOT NULL, base_model VARCHAR,
+        job_id VARCHAR, status VARCHAR NOT NULL, training_data_version VARCHAR,
+        hyperparameters JSON, metrics JSON, artifact_path VARCHAR,
+        created_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, error VARCHAR);
+    CREATE TABLE IF NOT EXISTS eval_results (
+        model_id VARCHAR NOT NULL, example_id VARCHAR NOT NULL, test_set_version VARCHAR NOT NULL,
+        output VARCHAR, passed_checks BOOLEAN NOT NULL, failed_checks VARCHAR[],
+        exact_match BOOLEAN NOT NULL, metrics JSON, evaluated_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS eval_reports (
+        model_id VARCHAR NOT NULL, baseline_model_id VARCHAR, test_set_version VARCHAR NOT NULL,
+        n_examples BIGINT NOT NULL, metrics JSON NOT NULL, verdict VARCHAR NOT NULL,
+        report_markdown VARCHAR, created_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE IF NOT EXISTS model_promotions (
+        model_id VARCHAR NOT NULL, previous_model_id VARCHAR, reason VARCHAR NOT NULL,
+        promoted_at TIMESTAMPTZ NOT NULL);
+    """),
+]
+
+CONTRACT_TABLES = (
+    "raw_traces", "rejected_traces", "trace_evaluations", "annotations", "labelled_failures",
+    "synthetic_examples", "training_examples", "fine_tuned_models", "eval_results", "eval_reports",
+)
+
+
+def connect(database: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database (creating its folder for a local file) with the schema migrated."""
+    if not database.startswith("md:") and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(database, read_only=read_only)
+    if not read_only:
+        migrate(conn)
+    return conn
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply pending migrations; returns the versions applied now."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER, name VARCHAR, applied_at TIMESTAMPTZ DEFAULT now())"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+def read(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+    """Run a query and return the result as a polars frame."""
+    return conn.execute(sql, params or []).pl()
+
+
+def _key_match(table: str, key: Sequence[str]) -> str:
+    return " AND ".join(f"{table}.{k} IS NOT DISTINCT FROM batch.{k}" for k in key)
+
+
+def _write(conn: duckdb.DuckDBPyConnection, statements: list[str], batch: pl.DataFrame) -> None:
+    conn.register("batch", batch.to_arrow())
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for sql in statements:
+            conn.execute(sql)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.unregister("batch")
+
+
+def upsert(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str]) -> int:
+    """Replace the rows of ``table`` whose ``key`` matches a row of ``batch`` with the batch.
+
+    ``key`` may be a prefix of the row's identity (for example ``model_id``), in which case every
+    row of that model is replaced. Returns the number of rows written.
+    """
+    if batch.is_empty():
+        return 0
+    keys = ", ".join(key)
+    _write(conn, [
+        f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM batch) batch "
+        f"WHERE {_key_match(table, key)})",
+        f"INSERT INTO {table} BY NAME SELECT * FROM batch",
+    ], batch)
+    return batch.height
+
+
+def insert_new(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str]) -> int:
+    """Insert the rows of ``batch`` whose key is not in ``table`` yet; returns how many."""
+    if batch.is_empty():
+        return 0
+    before = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    _write(conn, [
+        f"INSERT INTO {table} BY NAME SELECT * FROM batch WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {table} WHERE {_key_match(table, key)})",
+    ], batch)
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+
+
+def sync(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str],
+         compare: Sequence[str] = ()) -> dict[str, int]:
+    """Make ``table`` hold exactly the keys of ``batch``.
+
+    Rows whose key is gone are deleted; new keys are inserted; rows whose key exists but differ
+    in one of the ``compare`` columns are replaced; all others are left as they are. Returns
+    counts of inserted (new keys), replaced, deleted and unchanged rows.
+    """
+    match = _key_match(table, key)
+    changed = " OR ".join(f"{table}.{c} IS DISTINCT FROM batch.{c}" for c in compare) or "FALSE"
+    before = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    conn.register("batch", batch.to_arrow())
+    try:
+        gone = conn.execute(
+            f"SELECT count(*) FROM {table} WHERE NOT EXISTS (SELECT 1 FROM batch WHERE {match})"
+        ).fetchone()[0]
+        replaced = conn.execute(
+            f"SELECT count(*) FROM {table} JOIN batch ON {match} WHERE {changed}").fetchone()[0]
+    finally:
+        conn.unregister("batch")
+    _write(conn, [
+        f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM batch WHERE {match})",
+        f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM batch WHERE {match} AND ({changed}))",
+        f"INSERT INTO {table} BY NAME SELECT * FROM batch WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {table} WHERE {match})",
+    ], batch)
+    after = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    unchanged = before - gone - replaced
+    return {"inserted": after - unchanged - replaced, "replaced": replaced, "deleted": gone,
+            "unchanged": unchanged}

@@ -1,0 +1,279 @@
+"""Evaluation: scoring, summaries, the paired McNemar test, comparisons, verdicts, and the report."""
+
+import json
+import re
+from datetime import datetime, timezone
+from math import comb
+
+import polars as pl
+import pytest
+
+from pipeline.engine import report
+from pipeline.engine.evaluation import RESULT_SCHEMA, compare, examples_won_and_lost, mcnemar_exact, score, summarize
+from pipeline.engine.evaluation import test_set_version as set_version
+from pipeline.engine.evaluation import verdict
+from pipeline.engine.tasks import load_task
+
+TASK = load_task("nl2query")
+NOW = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
+COLUMNS = ["duration_ms", "service.name", "http.status_code"]
+REF_P95 = json.dumps({"calculations": [{"op": "P95", "column": "duration_ms"}], "breakdowns": ["service.name"],
+                      "time_range": 7200})
+REF_COUNT = json.dumps({"calculations": [{"op": "COUNT"}],
+                        "filters": [{"column": "http.status_code", "op": ">=", "value": 500},
+                                    {"column": "service.name", "op": "=", "value": "checkout"}]})
+
+
+def make_test(rows):
+    return pl.DataFrame([{"example_id": e, "input": json.dumps({"question": q, "columns": COLUMNS, "dataset": d}),
+                          "output": o} for e, q, d, o in rows])
+
+
+TEST = make_test([
+    ("trace:a", "p95 duration_ms by service.name last 2 hours", "checkout-api", REF_P95),
+    ("trace:b", "count of 5xx for checkout", "checkout-api", REF_COUNT),
+    ("trace:c", "p95 duration_ms by service.name last 2 hours", "payments-worker", REF_P95),
+    ("trace:d", "count of 5xx for checkout", "payments-worker", REF_COUNT),
+])
+
+
+# --- score ---------------------------------------------------------------------------------------------
+
+def test_score_exact_match_is_on_normalised_output_and_pass_is_all_assertions():
+    reordered = json.dumps({"time_range": 7200, "breakdowns": ["service.name"],
+                            "calculations": [{"column": "duration_ms", "op": "P95"}]}, indent=2)
+    swapped_filters = json.dumps({"calculations": [{"op": "COUNT"}],
+                                  "filters": list(reversed(json.loads(REF_COUNT)["filters"]))})
+    outputs = [
+        "```json\n" + reordered + "\n```",                           # same query, other spelling: pass + exact
+        swapped_filters.replace("500", "400"),                        # valid but different: pass, not exact
+        json.dumps({**json.loads(REF_P95), "time_range": "2h"}),     # fails an assertion
+        "I cannot answer that",                                       # not JSON
+    ]
+    results = score(TEST, outputs, TASK, "ft-1", latencies_ms=[10.0, 20.0, 30.0, 40.0], now=NOW)
+    assert results.schema == pl.Schema(RESULT_SCHEMA)
+    assert results["example_id"].to_list() == ["trace:a", "trace:b", "trace:c", "trace:d"]
+    assert results["passed_checks"].to_list() == [True, True, False, False]
+    assert results["exact_match"].to_list() == [True, False, False, False]
+    assert results["failed_checks"].to_list() == [[], [], ["time_range_not_integer"], ["invalid_json"]]
+    assert set(results["model_id"]) == {"ft-1"} and set(results["test_set_version"]) == {set_version(TEST)}
+    metrics = [json.loads(m) for m in results["metrics"]]
+    assert metrics[0]["latency_ms"] == 10.0 and metrics[3]["normalised_output"] is None
+    assert metrics[0]["normalised_output"] == TASK.normalise(REF_P95)
+    assert results["output"][3] == "I cannot answer that"
+
+
+def test_score_swapped_filters_are_an_exact_match():
+    swapped = json.dumps({"calculations": [{"op": "COUNT"}], "filters": list(reversed(json.loads(REF_COUNT)["filters"]))})
+    results = score(TEST, [REF_P95, swapped, REF_P95, REF_COUNT], TASK, "m", now=NOW)
+    assert results["exact_match"].all() and results["passed_checks"].all()
+    assert "latency_ms" not in json.loads(results["metrics"][0])
+
+
+def test_score_unparseable_reference_never_matches():
+    test = make_test([("trace:x", "count", "d", "not json")])
+    assert score(test, ["not json"], TASK, "m", now=NOW)["exact_match"].to_list() == [False]
+
+
+def test_score_refuses_wrong_number_of_outputs():
+    with pytest.raises(ValueError, match="3 outputs for 4 test examples"):
+        score(TEST, [REF_P95] * 3, TASK, "m")
+
+
+def test_test_set_version_depends_on_content_not_order():
+    v = set_version(TEST)
+    assert set_version(TEST.reverse()) == v
+    changed = TEST.with_columns(output=pl.when(pl.col("example_id") == "trace:a").then(pl.lit(REF_COUNT))
+                                .otherwise(pl.col("output")))
+    assert set_version(changed) != v
+    assert set_version(TEST.head(3)) != v
+
+
+# --- summarize ----------------------------------------------------------------------------------------
+
+def test_summarize_rates_failure_modes_and_slices():
+    outputs = [REF_P95, json.dumps({"calculations": [{"op": "COUNT", "column": "duration_ms"}], "time_range": "1h"}),
+               REF_P95.replace("7200", "3600"), "nope"]
+    results = score(TEST, outputs, TASK, "m", now=NOW)
+    summary = summarize(results, TEST)
+    assert summary["n_examples"] == 4
+    assert summary["passed_checks"] == pytest.approx(0.5)
+    assert summary["exact_match"] == pytest.approx(0.25)
+    assert summary["failure_rates"] == {"count_with_column": 0.25, "invalid_json": 0.25, "time_range_not_integer": 0.25}
+    assert summary["by_dataset"] == {
+        "checkout-api": {"n": 2, "passed_checks": 0.5, "exact_match": 0.5},
+        "payments-worker": {"n": 2, "passed_checks": 0.5, "exact_match": 0.0},
+    }
+    assert "by_dataset" not in summarize(results)
+
+
+def test_summarize_empty_results():
+    empty = pl.DataFrame(schema=RESULT_SCHEMA)
+    assert summarize(empty, TEST.head(0)) == {"n_examples": 0, "passed_checks": None, "exact_match": None,
+                                              "failure_rates": {}}
+
+
+# --- McNemar ---------------------------------------------------------------------------------------------
+
+def test_mcnemar_ten_wins_no_losses():
+    result = mcnemar_exact([True] * 10, [False] * 10)
+    assert result == {"wins": 10, "losses": 0, "p_value": pytest.approx(2 / 1024)}
+
+
+def test_mcnemar_is_symmetric_and_ignores_concordant_pairs():
+    cand = [True] * 7 + [False] * 2 + [True] * 30 + [False] * 11
+    base = [False] * 7 + [True] * 2 + [True] * 30 + [False] * 11
+    a, b = mcnemar_exact(cand, base), mcnemar_exact(base, cand)
+    assert (a["wins"], a["losses"]) == (7, 2) and (b["wins"], b["losses"]) == (2, 7)
+    expected = 2 * sum(comb(9, k) for k in range(3)) / 2 ** 9  # 2 * (1 + 9 + 36) / 512
+    assert a["p_value"] == pytest.approx(expected) == pytest.approx(92 / 512)
+    assert b["p_value"] == a["p_value"]
+    assert mcnemar_exact(cand[:9], base[:9])["p_value"] == a["p_value"]
+
+
+def test_mcnemar_edge_cases():
+    assert mcnemar_exact([True, False, True], [True, False, True]) == {"wins": 0, "losses": 0, "p_value": 1.0}
+    assert mcnemar_exact([], []) == {"wins": 0, "losses": 0, "p_value": 1.0}
+    assert mcnemar_exact([True, False], [False, True])["p_value"] == 1.0  # 1 win, 1 loss: capped at 1
+    assert mcnemar_exact([True], [False])["p_value"] == 1.0              # 2 * 1/2
+    assert mcnemar_exact([True] * 5, [False] * 5)["p_value"] == pytest.approx(2 / 32)
+    assert mcnemar_exact([True] * 6, [False] * 6)["p_value"] == pytest.approx(2 / 64)
+
+
+# --- compare / verdict ------------------------------------------------------------------------------------
+
+def results_frame(model, passed, exact, ids=None):
+    ids = ids or [f"ex{i}" for i in range(len(passed))]
+    return pl.DataFrame({"model_id": model, "example_id": ids, "output": ["{}"] * len(ids),
+                         "passed_checks": passed, "exact_match": exact})
+
+
+def test_compare_rates_differences_and_tests():
+    cand = results_frame("ft", [True] * 10 + [True] * 10, [True] * 12 + [False] * 8)
+    base = results_frame("base", [False] * 10 + [True] * 10, [True] * 10 + [False] * 10)
+    out = compare(cand, base)
+    assert set(out) == {"passed_checks", "exact_match"}
+    assert out["passed_checks"]["candidate"] == 1.0 and out["passed_checks"]["baseline"] == 0.5
+    assert out["passed_checks"]["difference"] == pytest.approx(0.5)
+    assert out["passed_checks"]["wins"] == 10 and out["passed_checks"]["losses"] == 0
+    assert out["passed_checks"]["p_value"] == pytest.approx(2 / 1024)
+    assert out["exact_match"]["difference"] == pytest.approx(0.1)
+    assert (out["exact_match"]["wins"], out["exact_match"]["losses"]) == (2, 0)
+    assert out["exact_match"]["p_value"] == pytest.approx(0.5)
+    assert verdict(out) == "better"
+
+
+def test_compare_pairs_by_example_id_not_row_order():
+    cand = results_frame("ft", [True, False, True], [True, False, True], ids=["a", "b", "c"])
+    base = results_frame("base", [True, True, False], [True, True, False], ids=["a", "c", "b"]).reverse()
+    out = compare(cand, base)
+    assert out["passed_checks"]["wins"] == 0 and out["passed_checks"]["losses"] == 0
+
+
+@pytest.mark.parametrize("base_ids", [["a", "b"], ["a", "b", "c", "d"], ["a", "b", "x"]])
+def test_compare_refuses_mismatched_example_sets(base_ids):
+    cand = results_frame("ft", [True] * 3, [True] * 3, ids=["a", "b", "c"])
+    base = results_frame("base", [True] * len(base_ids), [True] * len(base_ids), ids=base_ids)
+    with pytest.raises(ValueError, match="same examples"):
+        compare(cand, base)
+
+
+def _cmp(difference, p):
+    return {"candidate": 0.5 + difference, "baseline": 0.5, "difference": difference, "wins": 0, "losses": 0,
+            "p_value": p}
+
+
+@pytest.mark.parametrize("passed,exact,expected", [
+    (_cmp(0.2, 0.001), _cmp(0.1, 0.2), "better"),
+    (_cmp(0.2, 0.001), _cmp(-0.1, 0.01), "worse"),        # any significant regression wins over a gain
+    (_cmp(0.0, 1.0), _cmp(-0.3, 0.049), "worse"),
+    (_cmp(0.3, 0.05), _cmp(-0.3, 0.05), "no_significant_difference"),  # p must be below alpha
+    (_cmp(-0.4, 0.3), _cmp(0.4, 0.06), "no_significant_difference"),
+])
+def test_verdict(passed, exact, expected):
+    assert verdict({"passed_checks": passed, "exact_match": exact}) == expected
+
+
+def test_verdict_respects_alpha():
+    comparison = {"passed_checks": _cmp(0.2, 0.03), "exact_match": _cmp(0.0, 1.0)}
+    assert verdict(comparison, alpha=0.05) == "better"
+    assert verdict(comparison, alpha=0.01) == "no_significant_difference"
+
+
+def test_end_to_end_worse_model_is_worse():
+    good = [REF_P95, REF_COUNT] * 2
+    test = pl.concat([TEST] * 4).with_columns(example_id=pl.Series([f"e{i}" for i in range(16)]))
+    base = score(test, good * 4, TASK, "base", now=NOW)
+    cand = score(test, ["oops"] * 16, TASK, "ft", now=NOW)
+    comparison = compare(cand, base)
+    assert comparison["passed_checks"]["losses"] == 16
+    assert verdict(comparison) == "worse"
+    assert verdict(compare(base, cand)) == "better"
+    assert verdict(compare(base, base)) == "no_significant_difference"
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+EVIL = 'p95 <script>alert("x")</script> by `service.name` | ** [link](http://evil) <img src=x onerror=y>'
+
+
+def _render(question=EVIL, dataset="checkout-api", output="{\"a\": \"`|`\"}\nnext"):
+    test = make_test([("e1", question, dataset, REF_P95), ("e2", "count", dataset, REF_COUNT)])
+    cand = score(test, [REF_P95, "nope"], TASK, "ft-1", now=NOW)
+    base = score(test, [output, REF_COUNT], TASK, "base", now=NOW)
+    summaries = {"ft-1": summarize(cand, test), "base": summarize(base, test)}
+    comparison = compare(cand, base)
+    examples = examples_won_and_lost(cand, base, test)
+    return report.render("ft-1", "base", summaries, comparison, verdict(comparison), examples,
+                         set_version(test))
+
+
+def markdown_lines(text):
+    return re.split(r"\r\n|\r|\n", text)
+
+
+def test_report_has_the_headline_table_and_sections():
+    text = _render(question="p95 duration_ms by service.name")
+    assert text.startswith("# Eval report: `ft-1` vs `base`")
+    assert "**Verdict: no significant difference.**" in text
+    assert "| passes all assertions | 50.0% | 50.0% | +0.0 pts | 1 / 1 | 1 |" in text
+    assert "## By dataset" in text and "| checkout\\-api | 2 |" in text
+    assert "| invalid_json | 50.0% | 50.0% |" in text
+    assert "## Examples the candidate wins (1 shown)" in text
+    assert "## Examples the candidate loses (1 shown)" in text
+
+
+def test_report_escapes_untrusted_question_and_outputs():
+    text = _render()
+    for tag in ("<script", "</script", "<img"):
+        assert tag not in text.replace("\\<", "")
+    assert all(text[i - 1] == "\\" for i in range(len(text)) if text[i] == "<")
+    question_line = next(line for line in markdown_lines(text) if line.startswith("- **"))
+    assert question_line.endswith("**")
+    assert "\\|" in question_line and "|" not in question_line.replace("\\|", "")
+    assert "`" not in question_line.replace("\\`", "")
+    assert "[link](http" not in question_line
+    # outputs are code spans on one line that backticks and newlines cannot break out of
+    baseline_line = next(line for line in markdown_lines(text) if line.startswith("  - baseline:"))
+    assert baseline_line.count("`") == 2 and baseline_line.endswith("`")
+    assert "next" in baseline_line
+
+
+def test_report_escapes_untrusted_dataset_in_the_table():
+    text = _render(question="count", dataset="evil | <b>x</b> | `y`")
+    rows = [line for line in markdown_lines(text) if line.startswith("| evil")]
+    assert len(rows) == 1
+    row = rows[0]
+    assert "<b>" not in row
+    # the row still has exactly the table's four cells
+    assert len(re.findall(r"(?<!\\)\|", row)) == 5
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_report_keeps_multi_line_untrusted_text_on_one_line(newline):
+    question = f"p95 duration_ms{newline}# Injected heading{newline}| a | b |"
+    text = _render(question=question, dataset=f"checkout{newline}## fake", output=f"{{}}{newline}# out")
+    lines = [line.lstrip() for line in markdown_lines(text)]
+    assert not any(line.startswith("# Injected") or line.startswith("| a |") for line in lines)
+    assert not any(line.startswith("## fake") or line.startswith("# out") for line in lines)
+    assert not any(line.startswith("# ") for line in lines[1:])
