@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pipeline.demo import assistant
-from pipeline.demo.datasets import BASE_DATASETS, DATASETS, TEAM_DATASETS, get_dataset
+from pipeline.demo.datasets import BASE_DATASETS, TEAM_DATASETS, get_dataset
 from pipeline.demo.questions import sample_query
 from pipeline.engine.tasks import nl2query
 

@@ -1,0 +1,44 @@
+# Flywheel: `make demo` runs the whole loop offline; `make test` runs the tests; `make dev` opens the UI.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATABASE ?= data/flywheel.duckdb
+
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export FLYWHEEL_DUCKDB := $(DATABASE)
+# Nothing is downloaded at run time: models and tokenizers are built here.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test dev demo-data clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned to the CPU build, so nothing later pulls a CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Run history for `make demo` and `make dev` (the UI shows the demo's runs); nothing phones home.
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster job execute -m pipeline.definitions -j flywheel
+	$(BIN)/python -m pipeline.summary $(DATABASE)
+
+test: install
+	$(BIN)/python -m pytest
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+demo-data: install
+	$(BIN)/python scripts/make_demo_data.py --out data/demo
+
+clean:
+	rm -rf $(VENV) .dagster_home data/flywheel.duckdb data/flywheel.duckdb.wal data/models data/exports

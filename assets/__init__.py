@@ -1,0 +1,1 @@
+"""Flywheel's software-defined assets, by group: ingest, curate, train, evaluate."""

@@ -1,0 +1,152 @@
+"""Evaluate group: base, fine-tuned and promoted models on the same real test split; promotion."""
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.curate import training_examples
+from assets.train import fine_tuned_model
+from pipeline.engine import store
+from pipeline.engine.evaluation import compare, examples_won_and_lost, score, summarize, test_set_version, verdict
+from pipeline.engine.report import render
+from pipeline.engine.training import LocalModelProvider
+from pipeline.resources import FlywheelDuckDB, TaskResource
+
+REPORT_SCHEMA = {
+    "model_id": pl.String, "baseline_model_id": pl.String, "test_set_version": pl.String,
+    "n_examples": pl.Int64, "metrics": pl.String, "verdict": pl.String, "report_markdown": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+}
+
+
+class EvalSettings(dg.Config):
+    """Significance level of the paired tests that decide verdicts."""
+
+    alpha: float = 0.05
+
+
+def _results_for(context, conn, model_id: str, artifact: str, test: pl.DataFrame, task) -> pl.DataFrame:
+    """eval_results of a model on this test set: stored ones if complete, else generated now."""
+    version = test_set_version(test)
+    stored = store.read(conn, "SELECT * EXCLUDE (metrics), metrics::VARCHAR AS metrics FROM eval_results "
+                              "WHERE model_id = ? AND test_set_version = ?", [model_id, version])
+    if stored.height == test.height:
+        context.log.info(f"{model_id}: reusing {stored.height} stored results for test set {version}")
+        return stored
+    provider = LocalModelProvider(Path(artifact), task)
+    started = time.perf_counter()
+    outputs = provider.complete([json.loads(i) for i in test["input"]])
+    per_call = 1000 * (time.perf_counter() - started) / max(1, test.height)
+    context.log.info(f"{model_id}: generated {test.height} outputs, {per_call:.1f} ms per example")
+    results = score(test, outputs, task, model_id, latencies_ms=[per_call] * test.height)
+    store.upsert(conn, "eval_results", results, ["model_id"])
+    return results
+
+
+@dg.asset(
+    group_name="evaluate",
+    kinds={"duckdb", "polars", "pytorch"},
+    deps=[fine_tuned_model, training_examples],
+    description="The newest fine-tuned model, its base and the promoted model run through the same "
+                "inference code on the test split (real traces never seen in training): share "
+                "passing all assertions, exact match of the normalised query, failure modes, and "
+                "paired McNemar tests. Rows in eval_results and eval_reports.",
+    check_specs=[dg.AssetCheckSpec("no_regression", asset="eval_report", blocking=True,
+                                   description="Blocks promotion when the candidate is significantly worse than "
+                                               "the base or the promoted model on a headline metric.")],
+)
+def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb: FlywheelDuckDB,
+                task: TaskResource) -> dg.MaterializeResult:
+    the_task = task.load()
+    with duckdb.get_connection() as conn:
+        candidate = conn.execute("""SELECT model_id, base_model, artifact_path FROM fine_tuned_models
+            WHERE status = 'succeeded' AND base_model IS NOT NULL ORDER BY finished_at DESC LIMIT 1""").fetchone()
+        if candidate is None:
+            raise dg.Failure("no fine-tuned model has finished yet; materialize fine_tuned_model first")
+        candidate_id, base_id, candidate_path = candidate
+        models = {candidate_id: candidate_path}
+        models[base_id] = conn.execute("SELECT artifact_path FROM fine_tuned_models WHERE model_id = ?", [base_id]).fetchone()[0]
+        promoted = conn.execute("SELECT p.model_id, m.artifact_path FROM model_promotions p JOIN fine_tuned_models m "
+                                "USING (model_id) ORDER BY p.promoted_at DESC LIMIT 1").fetchone()
+        if promoted and promoted[0] not in models:
+            models[promoted[0]] = promoted[1]
+        test = store.read(conn, "SELECT example_id, input::VARCHAR AS input, output FROM training_examples "
+                                "WHERE split = 'test' ORDER BY example_id")
+        if test.is_empty():
+            raise dg.Failure("the test split is empty: there is nothing to evaluate on")
+        version = test_set_version(test)
+        results = {m: _results_for(context, conn, m, path, test, the_task) for m, path in models.items()}
+        summaries = {m: summarize(r, test) for m, r in results.items()}
+        now = datetime.now(timezone.utc)
+        rows, checks, markdown = [], {}, ""
+        for baseline_id in [m for m in models if m != candidate_id]:
+            comparison = compare(results[candidate_id], results[baseline_id])
+            decision = verdict(comparison, config.alpha)
+            report = render(candidate_id, baseline_id, summaries, comparison, decision,
+                            examples_won_and_lost(results[candidate_id], results[baseline_id], test), version)
+            markdown += report + "\n"
+            checks[baseline_id] = (decision, comparison)
+            rows.append({"model_id": candidate_id, "baseline_model_id": baseline_id, "test_set_version": version,
+                         "n_examples": test.height, "verdict": decision, "report_markdown": report, "created_at": now,
+                         "metrics": json.dumps({"candidate": summaries[candidate_id], "baseline": summaries[baseline_id],
+                                                "comparison": comparison})})
+        store.upsert(conn, "eval_reports", pl.DataFrame(rows, schema=REPORT_SCHEMA),
+                     ["model_id", "baseline_model_id", "test_set_version"])
+    regressions = [f"{metric} vs {b}: {100 * c['difference']:+.1f} pts (p={c['p_value']:.2g})"
+                   for b, (decision, comparison) in checks.items() if decision == "worse"
+                   for metric, c in comparison.items() if c["difference"] < 0 and c["p_value"] < config.alpha]
+    base_cmp = checks[base_id][1]
+    return dg.MaterializeResult(
+        metadata={"candidate": candidate_id, "base": base_id, "promoted": promoted[0] if promoted else "none",
+                  "test_set_version": version, "n_examples": test.height,
+                  "verdict_vs_base": checks[base_id][0],
+                  "base_passed_checks": base_cmp["passed_checks"]["baseline"],
+                  "candidate_passed_checks": base_cmp["passed_checks"]["candidate"],
+                  "base_exact_match": base_cmp["exact_match"]["baseline"],
+                  "candidate_exact_match": base_cmp["exact_match"]["candidate"],
+                  "report": dg.MetadataValue.md(markdown)},
+        check_results=[dg.AssetCheckResult(
+            check_name="no_regression", passed=not regressions,
+            description="; ".join(regressions) or "no significant regression on a headline metric",
+            metadata={"regressions": len(regressions)})],
+    )
+
+
+@dg.asset(
+    group_name="evaluate",
+    kinds={"duckdb"},
+    deps=[eval_report],
+    description="The model in use. The newest candidate is promoted when it is significantly better "
+                "than its base and not significantly worse than the promoted model; every change is a "
+                "row in model_promotions.",
+)
+def promoted_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        reports = store.read(conn, """SELECT r.model_id, r.baseline_model_id, r.verdict, m.base_model
+            FROM eval_reports r JOIN fine_tuned_models m USING (model_id)
+            WHERE r.created_at = (SELECT max(created_at) FROM eval_reports)""")
+        current = conn.execute("SELECT model_id FROM model_promotions ORDER BY promoted_at DESC LIMIT 1").fetchone()
+        current_id = current[0] if current else None
+        if reports.is_empty():
+            raise dg.Failure("no eval report yet; materialize eval_report first")
+        candidate_id = reports["model_id"][0]
+        vs_base = reports.filter(pl.col("baseline_model_id") == pl.col("base_model"))["verdict"].to_list()
+        worse = reports.filter(pl.col("verdict") == "worse")["baseline_model_id"].to_list()
+        if candidate_id == current_id:
+            decision = f"{candidate_id} is already the promoted model"
+        elif worse:
+            decision = f"not promoted: significantly worse than {', '.join(worse)}"
+        elif vs_base != ["better"]:
+            decision = f"not promoted: not significantly better than its base ({', '.join(vs_base) or 'no report'})"
+        else:
+            decision = "promoted: significantly better than its base and not worse than the promoted model"
+            conn.execute("INSERT INTO model_promotions (model_id, previous_model_id, reason, promoted_at) VALUES (?, ?, ?, ?)",
+                         [candidate_id, current_id, decision, datetime.now(timezone.utc)])
+            current_id = candidate_id
+    context.log.info(decision)
+    return dg.MaterializeResult(metadata={"promoted_model": current_id or "none", "candidate": candidate_id,
+                                          "decision": decision})

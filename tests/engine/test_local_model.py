@@ -1,0 +1,153 @@
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipeline.engine.local_model import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base
+from pipeline.engine.local_model.literals import PLACEHOLDERS
+from pipeline.engine.local_model.tokenizer import EOS_ID, UNK_ID, decode, encode, load_tokenizer, train_tokenizer
+from pipeline.engine.tasks import nl2query
+
+TINY = ModelConfig(vocab_size=400, d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128,
+                   dropout=0.0, max_source_tokens=96, max_target_tokens=128)
+OVERFIT = TrainConfig(epochs=250, batch_size=8, learning_rate=5e-3, warmup_steps=10, seed=0, max_seconds=60)
+
+DATASETS = {
+    "web": ["duration_ms", "http.status_code", "service.name", "http.route"],
+    "jobs": ["job.name", "queue", "runtime_s", "attempts"],
+}
+OPS = {"P95": "95th percentile", "AVG": "average", "MAX": "max", "SUM": "sum"}
+
+
+def toy_examples(n: int, seed: int, datasets=("web", "jobs")) -> tuple[list[str], list[str]]:
+    """(sources, targets) of a small templated nl2query task."""
+    rng = random.Random(seed)
+    sources, targets = [], []
+    for _ in range(n):
+        columns = DATASETS[rng.choice(datasets)]
+        op, column = rng.choice(sorted(OPS)), rng.choice(columns)
+        query, question = {"calculations": [{"op": op, "column": column}]}, f"{OPS[op]} of {column}"
+        if rng.random() < 0.5:
+            value, where = rng.choice([200, 500, 1000]), rng.choice(columns)
+            query["filters"] = [{"column": where, "op": ">", "value": value}]
+            question += f" where {where} is above {value}"
+        if rng.random() < 0.5:
+            hours = rng.choice([1, 2, 6])
+            query["time_range"] = hours * 3600
+            question += f" over the last {hours} hours"
+        sources.append(nl2query.prompt({"question": question, "columns": columns})[-1]["content"])
+        targets.append(nl2query.dump(nl2query.canonical(query)))
+    return sources, targets
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, list[str], list[str]]:
+    sources, targets = toy_examples(8, seed=1, datasets=("web",))
+    model_dir = tmp_path_factory.mktemp("models") / "base"
+    train_base(model_dir, sources, targets, TINY, OVERFIT, log=lambda _: None)
+    return model_dir, sources, targets
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(model_dir / "model.safetensors")
+
+
+def test_tokenizer_encodes_unseen_names_without_unknown_tokens():
+    sources, targets = toy_examples(50, seed=0)
+    tokenizer = train_tokenizer(sources + targets, vocab_size=300)
+    text = 'Columns: zz_unseen.col, ünïcode-col\nQuestion: p99 of "naïve ☃" since <v0> in <v1>'
+    [ids] = encode(tokenizer, [text], max_tokens=1000)
+    assert UNK_ID not in ids
+    assert decode(tokenizer, ids) == text
+    for placeholder in PLACEHOLDERS:
+        assert len(tokenizer.encode(placeholder, add_special_tokens=False).ids) == 1
+
+
+def test_encode_truncates_sources_from_the_start_and_targets_from_the_end():
+    tokenizer = train_tokenizer(["abc def ghi"] * 10, vocab_size=300)
+    text = "Columns: a, b, c, d, e, f\nQuestion: the end"
+    [kept_end] = encode(tokenizer, [text], max_tokens=6, keep_end=True)
+    [kept_start] = encode(tokenizer, [text], max_tokens=6)
+    assert len(kept_end) == len(kept_start) == 6
+    assert kept_end[-1] == kept_start[-1] == EOS_ID
+    assert text.endswith(decode(tokenizer, kept_end)) and decode(tokenizer, kept_end).endswith("end")
+    assert text.startswith(decode(tokenizer, kept_start)) and decode(tokenizer, kept_start).startswith("Col")
+
+
+def test_tiny_model_overfits_and_reloads_generating_its_examples(base):
+    model_dir, sources, targets = base
+    assert json.loads((model_dir / "flywheel.json").read_text())["result"]["steps"] == 250
+    model = LocalSeq2Seq.load(model_dir)
+    assert model.generate(sources, batch_size=3) == targets
+    assert all(nl2query.normalise(out) == out for out in model.generate(sources))
+
+
+def test_model_directory_is_replaced_whole_and_nothing_half_written_loads(base, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        LocalSeq2Seq.load(tmp_path)
+    model_dir, sources, targets = base
+    target_dir = tmp_path / "model"
+    (target_dir / "stale").mkdir(parents=True)
+    fine_tune(model_dir, target_dir, sources, targets, TrainConfig(epochs=1, batch_size=8, max_steps=1),
+              log=lambda _: None)
+    assert sorted(p.name for p in target_dir.iterdir()) == ["config.json", "flywheel.json",
+                                                            "model.safetensors", "tokenizer.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_fine_tune_with_zero_learning_rate_keeps_the_base_exactly(base, tmp_path):
+    model_dir, sources, targets = base
+    other_sources, other_targets = toy_examples(8, seed=2, datasets=("jobs",))
+    fine_tune(model_dir, tmp_path / "ft", other_sources, other_targets,
+              TrainConfig(epochs=2, batch_size=4, learning_rate=0.0, warmup_steps=1), log=lambda _: None)
+    before, after = _weights(model_dir), _weights(tmp_path / "ft")
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert LocalSeq2Seq.load(tmp_path / "ft").generate(sources) == targets
+
+
+def test_fine_tune_warm_starts_with_the_base_tokenizer_and_learns_a_new_dataset(base, tmp_path):
+    model_dir, sources, targets = base
+    new_sources, new_targets = toy_examples(8, seed=3, datasets=("jobs",))
+    log: list[str] = []
+    result = fine_tune(model_dir, tmp_path / "ft", sources + new_sources, targets + new_targets,
+                       TrainConfig(epochs=100, batch_size=8, learning_rate=3e-3, warmup_steps=5),
+                       validation=(new_sources[:2], new_targets[:2]), log=log.append)
+    assert (tmp_path / "ft" / "tokenizer.json").read_bytes() == (model_dir / "tokenizer.json").read_bytes()
+    assert load_tokenizer(tmp_path / "ft").get_vocab_size() == load_tokenizer(model_dir).get_vocab_size()
+    assert result.validation_loss is not None and result.validation_loss < 0.1
+    assert any(line.startswith("fine-tuning from") for line in log)
+    # the base never saw the jobs dataset; the warm-started model generates it
+    base_outputs = LocalSeq2Seq.load(model_dir).generate(new_sources)
+    tuned = LocalSeq2Seq.load(tmp_path / "ft")
+    assert tuned.model.get_input_embeddings().weight.shape == (tuned.tokenizer.get_vocab_size(), TINY.d_model)
+    assert sum(o == t for o, t in zip(base_outputs, new_targets)) == 0
+    assert sum(o == t for o, t in zip(tuned.generate(new_sources), new_targets)) >= 6
+    assert sum(o == t for o, t in zip(tuned.generate(sources), targets)) >= 6
+
+
+def test_training_is_reproducible_from_the_seed(tmp_path):
+    sources, targets = toy_examples(16, seed=4)
+    config = TrainConfig(epochs=3, batch_size=4, learning_rate=3e-3, warmup_steps=2, seed=7)
+    first = train_base(tmp_path / "a", sources, targets, TINY, config, log=lambda _: None)
+    second = train_base(tmp_path / "b", sources, targets, TINY, config, log=lambda _: None)
+    third = train_base(tmp_path / "c", sources, targets, TINY, TrainConfig(**{**config.__dict__, "seed": 8}),
+                       log=lambda _: None)
+    assert first.loss_history == second.loss_history != third.loss_history
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+def test_training_stops_at_max_steps_and_logs_progress(tmp_path):
+    sources, targets = toy_examples(16, seed=5)
+    log: list[str] = []
+    result = train_base(tmp_path / "m", sources, targets, TINY,
+                        TrainConfig(epochs=100, batch_size=4, max_steps=60, warmup_steps=5), log=log.append)
+    assert result.steps == 60 and result.epochs == 15
+    assert [step for step, _ in result.loss_history][-2:] == [50, 60]
+    assert result.tokens_per_second > 0 and result.validation_loss is None
+    assert any(line.startswith("step 50/60 loss") for line in log)
