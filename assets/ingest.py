@@ -1,4 +1,5 @@
-"""Ingest group: traces from the drop folder into raw_traces, and people's decisions into annotations."""
+"""Ingest group: traces from the drop folder into raw_traces, and people's decisions into
+annotations (LangSmith pulls are in :mod:`assets.langsmith`)."""
 
 import json
 
@@ -7,43 +8,55 @@ import dagster as dg
 from assets.metadata import counts_table, preview
 from pipeline.engine import store
 from pipeline.engine.annotations import read_annotation_files
-from pipeline.engine.traces import read_trace_files
+from pipeline.engine.traces import ingest_files
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TaskResource, TraceFiles
 
 REJECTION_RATE_WARN = 0.05
 
 
+def rejection_check(asset: str, rejected: int, read: int) -> dg.AssetCheckResult:
+    """The rejection_rate check's result: warns above REJECTION_RATE_WARN."""
+    rate = rejected / read if read else 0.0
+    return dg.AssetCheckResult(
+        check_name="rejection_rate", asset_key=asset, passed=rate <= REJECTION_RATE_WARN,
+        severity=dg.AssetCheckSeverity.WARN, metadata={"rejection_rate": rate, "rejected": rejected, "read": read},
+        description=f"{rate:.1%} of {read} records rejected")
+
+
+def rejection_spec(asset: str) -> dg.AssetCheckSpec:
+    """The rejection_rate check of an ingesting asset."""
+    return dg.AssetCheckSpec("rejection_rate", asset=asset,
+                             description=f"Warns when more than {REJECTION_RATE_WARN:.0%} of records read are rejected.")
+
+
 @dg.asset(
     group_name="ingest",
     kinds={"duckdb", "polars"},
-    description="Production traces from the trace files (drop folder and bundled demo traces), "
-                "validated and deduplicated by trace id; records that cannot be ingested go to "
-                "rejected_traces with their location and reason.",
-    check_specs=[dg.AssetCheckSpec("rejection_rate", asset="raw_traces",
-                                   description=f"Warns when more than {REJECTION_RATE_WARN:.0%} of records read are rejected.")],
+    description="Production traces from the trace files (drop folder and bundled demo traces): JSONL, "
+                "JSON or Parquet, gzip or not, in the project's format, OpenAI chat logs or LangSmith run "
+                "exports. Validated and deduplicated by trace id (else content hash); only new files and "
+                "appended lines are read; records that cannot be ingested go to rejected_traces with "
+                "their location and reason.",
+    check_specs=[rejection_spec("raw_traces")],
 )
 def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
                trace_files: TraceFiles) -> dg.MaterializeResult:
-    files = trace_files.files()
-    batch = read_trace_files(files, task.load(), trace_files.source_name, trace_files.max_record_bytes)
     with duckdb.get_connection() as conn:
-        new = store.insert_new(conn, "raw_traces", batch.traces, ["trace_id"])
-        store.upsert(conn, "rejected_traces", batch.rejected, ["source", "location"])
+        report = ingest_files(conn, trace_files.paths, task.load(), trace_files.source_name,
+                              max_record_bytes=trace_files.max_record_bytes,
+                              settle_seconds=trace_files.settle_seconds)
         total = conn.execute("SELECT count(*) FROM raw_traces").fetchone()[0]
         rejected_total = conn.execute("SELECT count(*) FROM rejected_traces").fetchone()[0]
-    counts = {"files": len(files), "records read": batch.lines, "ingested (new)": new,
-              "already ingested": batch.traces.height - new, "duplicates in files": batch.duplicates_in_batch,
-              "rejected": batch.rejected.height}
-    context.log.info(f"ingested {new} new traces from {len(files)} files; {batch.rejected.height} rejected")
-    rate = batch.rejected.height / batch.lines if batch.lines else 0.0
+    context.log.info(f"ingested {report.ingested} new traces from {len(report.files_read)} files "
+                     f"({report.files_unchanged} unchanged, {len(report.files_waiting)} still being written); "
+                     f"{report.rejected} rejected, {report.duplicates} duplicates")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": total, "new_traces": new, "rejected_in_run": batch.rejected.height,
-                  "rejected_total": rejected_total, "counts": counts_table(counts),
-                  "rejections": preview(batch.rejected.select("location", "reason"))},
-        check_results=[dg.AssetCheckResult(
-            check_name="rejection_rate", passed=rate <= REJECTION_RATE_WARN, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rejection_rate": rate, "rejected": batch.rejected.height, "read": batch.lines},
-            description=f"{rate:.1%} of {batch.lines} records rejected")],
+        metadata={"dagster/row_count": total, "new_traces": report.ingested, "duplicates": report.duplicates,
+                  "rejected_in_run": report.rejected, "rejected_total": rejected_total,
+                  "counts": counts_table(report.counts()),
+                  "files_waiting": dg.MetadataValue.json(report.files_waiting),
+                  "rejections": preview(report.rejections_preview())},
+        check_results=[rejection_check("raw_traces", report.rejected, report.records)],
     )
 
 

@@ -1,0 +1,422 @@
+"""Ingest trace files into raw_traces / rejected_traces, incrementally and exactly once.
+
+Per file, the format is detected (JSONL, a JSON document or array, Parquet; gzip by its magic
+bytes) and each record validated; bad records go to rejected_traces with ``file:line`` (or
+``file[index]`` for an item of a JSON array), the reason and the raw text, while every good
+record of the file is ingested. The ``ingested_files`` ledger remembers what was read: an
+unchanged file is not read again, and a plain JSONL file that grew is read from where reading
+stopped. A file still being written is handled so that nothing is ingested half: names starting
+with '.' or ending in '.tmp'/'.part' are skipped; a file modified within ``settle_seconds`` has
+only its complete (newline-terminated) lines read, and other formats wait until it settles.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from pipeline.engine.ingest.formats import to_trace
+from pipeline.engine.ingest.lines import (
+    CHUNK_BYTES,
+    LineChunk,
+    ReadState,
+    chunk_from_strings,
+    is_gzip,
+    read_lines,
+)
+from pipeline.engine.ingest.records import (
+    RECORD_SCHEMA,
+    REJECTED_SCHEMA,
+    RecordError,
+    normalise_record,
+    rejection,
+)
+from pipeline.engine.ingest.sql import insert_records, parse_sql
+from pipeline.engine.store import transaction
+from pipeline.engine.tasks import Task
+
+TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
+_HASHED_BYTES = 64 * 1024
+_PREVIEW = 20
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion did. ``records`` counts non-blank lines (or items, rows) read now;
+    ``duplicates`` are valid records whose trace id was already ingested (or seen earlier)."""
+
+    files_read: list[str] = field(default_factory=list)
+    files_unchanged: int = 0
+    files_waiting: list[str] = field(default_factory=list)
+    records: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+    def rejections_preview(self) -> pl.DataFrame:
+        """Up to the first 20 rejections of this ingestion (location, reason)."""
+        return pl.DataFrame(self.rejections[:_PREVIEW], schema=REJECTED_SCHEMA).select("location", "reason")
+
+    def counts(self) -> dict[str, int]:
+        """The counts a person wants to see, by name."""
+        return {"files read": len(self.files_read), "files unchanged": self.files_unchanged,
+                "files waiting to settle": len(self.files_waiting), "records read": self.records,
+                "ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(".") or name.endswith(PARTIAL_SUFFIXES)
+
+
+def _candidates(paths: list[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            yield path
+        elif path.is_dir():
+            for file in sorted(path.rglob("*")):
+                if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts):
+                    yield file
+
+
+def discover(paths: list[str]) -> list[Path]:
+    """Trace files under ``paths`` (files, or folders searched recursively), sorted; hidden and
+    partially written files (and files in hidden folders) are skipped."""
+    return sorted({f for f in _candidates(paths) if f.name.endswith(TRACE_SUFFIXES) and not _is_partial(f.name)})
+
+
+def unknown_files(paths: list[str]) -> list[Path]:
+    """Files in the folders of ``paths`` that are neither trace files nor partially written:
+    they are reported as rejected (unknown format) rather than silently ignored."""
+    return sorted({f for f in _candidates(paths) if not f.name.endswith(TRACE_SUFFIXES) and not _is_partial(f.name)})
+
+
+def parse_text(text: str, task: Task) -> dict[str, Any]:
+    """One record's JSON text as a RECORD_SCHEMA row (without ``seq``); raises RecordError."""
+    try:
+        record = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+    return checked(to_trace(record, task), task)
+
+
+def checked(record: Any, task: Task) -> dict[str, Any]:
+    """``record`` (project format) normalised, refusing text that cannot be stored as UTF-8."""
+    row = normalise_record(record, task)
+    for key in ("trace_id", "input", "output", "model", "error", "metadata"):
+        if isinstance(row[key], str):
+            try:
+                row[key].encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise RecordError(f"{key} holds an unpaired surrogate escape ({row[key][exc.start]!r})") from exc
+    return row
+
+
+def _no_constant(name: str) -> None:
+    raise RecordError(f"malformed JSON: {name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise RecordError(f"malformed JSON: number {text} is out of range")
+    return value
+
+
+class FileIngest:
+    """Ingests one file's records; the caller commits after each step (:meth:`flush` first)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source: str,
+                 max_record_bytes: int, now: datetime, ordered: bool = False):
+        self.conn, self.path, self.task, self.source = conn, path, task, source
+        self.ordered = ordered
+        self.max_record_bytes, self.now = max_record_bytes, now
+        self.records = self.ingested = self.rejected = 0
+        self.preview: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self._parse = parse_sql(task)
+
+    def reject(self, location: str, reason: str, raw: str) -> None:
+        row = rejection(self.source, location, reason, raw[:self.max_record_bytes], self.now)
+        self._pending.append(row)
+        self.rejected += 1
+        if len(self.preview) < _PREVIEW:
+            self.preview.append(row)
+
+    def flush(self) -> None:
+        """Write the rejections collected since the last flush (replacing by source, location)."""
+        if self._pending:
+            write_rejected(self.conn, self._pending)
+            self._pending = []
+
+    def lines(self, chunk: LineChunk) -> None:
+        """A chunk of JSONL lines: SQL fast path, suspects through the Python path."""
+        bad = list(chunk.rejected)
+        self.records += len(bad)
+        lines = pa.table({"line_no": chunk.line_no, "line": chunk.lines})
+        # several record batches, so DuckDB scans them on all threads
+        self.conn.register("chunk", pa.Table.from_batches(lines.to_batches(max_chunksize=16_384)))
+        try:
+            self.conn.execute(self._parse)
+        finally:
+            self.conn.unregister("chunk")
+        parsed, suspects = self.conn.execute("SELECT count(*), count(*) FILTER (NOT ok) FROM _parsed").fetchone()
+        self.records += parsed
+        rows = []
+        if suspects:
+            numbers = [n for (n,) in self.conn.execute("SELECT line_no FROM _parsed WHERE NOT ok ORDER BY line_no").fetchall()]
+            at = np.searchsorted(chunk.line_no.to_numpy(), numbers)
+            for line_no, text in zip(numbers, chunk.lines.take(pa.array(at)).to_pylist()):
+                text = text.rstrip("\r\n")
+                if not text.strip(" \t\r\n\x0b\x0c"):
+                    self.records -= 1  # a blank line is not a record
+                    continue
+                try:
+                    rows.append({**parse_text(text, self.task), "seq": line_no})
+                except RecordError as exc:
+                    bad.append((line_no, str(exc), text))
+        for line_no, reason, raw in sorted(bad, key=lambda b: b[0]):
+            self.reject(f"{self.path}:{line_no}", reason, raw)
+        fast = (f"SELECT line_no AS seq, trace_id, '{self.task.name.replace(chr(39), chr(39) * 2)}' AS task, ts, input, "
+                "output, model, latency_ms, prompt_tokens, completion_tokens, error, metadata FROM _parsed WHERE ok")
+        self._insert(rows, fast)
+        self.conn.execute("DROP TABLE _parsed")
+
+    def items(self, items: list[tuple[str, Any]]) -> None:
+        """Decoded records with their locations, through the Python path."""
+        rows = []
+        for seq, (location, item) in enumerate(items):
+            self.records += 1
+            raw = json.dumps(item, ensure_ascii=False, default=str)
+            try:
+                if len(raw.encode("utf-8", errors="replace")) > self.max_record_bytes:
+                    raise RecordError(f"record is {len(raw.encode('utf-8', errors='replace')):,} bytes, over the "
+                                      f"{self.max_record_bytes:,}-byte limit")
+                rows.append({**checked(to_trace(item, self.task), self.task), "seq": seq})
+            except RecordError as exc:
+                self.reject(location, str(exc), raw)
+        self._insert(rows)
+
+    def _insert(self, rows: list[dict[str, Any]], fast: str | None = None) -> None:
+        self.conn.register("py_rows", pl.DataFrame(rows, schema=RECORD_SCHEMA).to_arrow())
+        try:
+            python = "SELECT * REPLACE (json(input)::VARCHAR AS input, json(metadata)::VARCHAR AS metadata) FROM py_rows"
+            relation = f"({fast} UNION ALL BY NAME {python})" if fast else f"({python})"
+            self.ingested += insert_records(self.conn, relation, self.source, self.now, self.ordered)
+        finally:
+            self.conn.unregister("py_rows")
+
+
+def _file_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".json", ".json.gz")):
+        return "json"
+    return "jsonl-gzip" if is_gzip(path) else "jsonl"
+
+
+def _read_bytes(path: Path) -> bytes:
+    return gzip.decompress(path.read_bytes()) if is_gzip(path) else path.read_bytes()
+
+
+def _json_document(path: Path) -> list[tuple[str, Any]] | None:
+    """The items of a JSON array file (or the one object of a JSON document), or None when the
+    file is not one JSON document (then it is read as JSONL)."""
+    try:
+        document = json.loads(_read_bytes(path), parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecordError):
+        return None
+    if isinstance(document, list):
+        return [(f"{path}[{i}]", item) for i, item in enumerate(document)]
+    return [(f"{path}[0]", document)]
+
+
+def _parquet_chunks(conn: duckdb.DuckDBPyConnection, path: Path, max_record_bytes: int) -> Iterator[LineChunk]:
+    """Parquet rows as JSON text records numbered from 1 (``input``/``metadata`` columns holding
+    JSON text are embedded as JSON; timestamps become ISO-8601)."""
+    cursor = conn.cursor()
+    try:
+        columns = cursor.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+        fields = []
+        for name, kind, *_ in columns:
+            col = '"' + name.replace('"', '""') + '"'
+            if kind == "TIMESTAMP WITH TIME ZONE":
+                expr = f"strftime(timezone('UTC', {col}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+            elif kind.startswith("TIMESTAMP"):
+                expr = f"strftime({col}::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%f')"
+            elif kind in ("VARCHAR", "JSON") and name in ("input", "metadata"):
+                expr = f"CASE WHEN json_valid({col}) THEN {col}::JSON ELSE to_json({col}) END"
+            else:
+                expr = col
+            fields.append(f"{col} := {expr}")
+        reader = cursor.execute(
+            f"SELECT file_row_number + 1 AS line_no, to_json(struct_pack({', '.join(fields)}))::VARCHAR AS line "
+            "FROM read_parquet(?, file_row_number = true) ORDER BY file_row_number", [str(path)]
+        ).to_arrow_reader(100_000)
+        for batch in reader:
+            yield chunk_from_strings(batch.column("line_no"), batch.column("line"), max_record_bytes)
+    finally:
+        cursor.close()
+
+
+def _hash(path: Path, start: int, end: int) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        return hashlib.sha256(handle.read(max(0, end - start))).hexdigest()
+
+
+def _ledger_entry(conn: duckdb.DuckDBPyConnection, source: str, path: Path) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM ingested_files WHERE source = ? AND path = ?", [source, str(path)])
+    names = [d[0] for d in row.description]
+    found = row.fetchone()
+    return dict(zip(names, found)) if found else None
+
+
+def _resume_state(path: Path, entry: dict[str, Any], size: int) -> ReadState | None:
+    """Where to continue a plain JSONL file that only grew since it was read, else None."""
+    offset = entry["offset_bytes"]
+    if entry["format"] != "jsonl" or size < offset:
+        return None
+    head = _hash(path, 0, min(offset, _HASHED_BYTES))
+    tail = _hash(path, max(0, offset - _HASHED_BYTES), offset)
+    if head != entry["head_hash"] or tail != entry["tail_hash"]:
+        return None
+    return ReadState(offset=offset, line=entry["lines"])
+
+
+def ingest_files(conn: duckdb.DuckDBPyConnection, paths: list[str], task: Task, source: str, *,
+                 max_record_bytes: int = 1_000_000, settle_seconds: float = 5.0,
+                 now: datetime | None = None, chunk_bytes: int = CHUNK_BYTES) -> IngestReport:
+    """Ingest what is new in the trace files under ``paths`` (see the module docstring)."""
+    now = now or datetime.now(timezone.utc)
+    report = IngestReport()
+    wall = time.time()
+    for path in discover(paths):
+        stat = path.stat()
+        settled = wall - stat.st_mtime >= settle_seconds
+        fmt = _file_format(path)
+        entry = _ledger_entry(conn, source, path)
+        if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns) \
+                and (fmt != "jsonl" or entry["offset_bytes"] == stat.st_size or not settled):
+            report.files_unchanged += 1
+            continue
+        if fmt != "jsonl" and not settled:
+            report.files_waiting.append(str(path))
+            continue
+        state = _resume_state(path, entry, stat.st_size) if entry else None
+        if state is not None and state.offset == stat.st_size:
+            _record(conn, source, path, fmt, stat, state, entry, 0, 0, now)
+            report.files_unchanged += 1
+            continue
+        result = ingest_file(conn, path, task, source, max_record_bytes=max_record_bytes, now=now,
+                             state=state, settled=settled, entry=entry, chunk_bytes=chunk_bytes)
+        report.files_read.append(str(path))
+        report.records += result.records
+        report.ingested += result.ingested
+        report.rejected += result.rejected
+        report.duplicates += result.records - result.ingested - result.rejected
+        report.rejections += result.preview[:max(0, _PREVIEW - len(report.rejections))]
+    for path in unknown_files(paths):
+        _reject_unknown(conn, path, source, max_record_bytes, now, report)
+    return report
+
+
+def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source: str, *,
+                max_record_bytes: int, now: datetime, state: ReadState | None = None, settled: bool = True,
+                entry: dict[str, Any] | None = None, chunk_bytes: int = CHUNK_BYTES,
+                ordered: bool = False) -> FileIngest:
+    """Ingest one file from ``state`` (a resumed JSONL file) or from the start; returns what was
+    read, ingested and rejected. ``ordered`` inserts traces in file order (small reads).
+
+    Each chunk is committed with its rejections and, for plain JSONL, the ledger's new offset,
+    so memory stays bounded and an interrupted run resumes where it stopped; other formats are
+    recorded in the ledger when the whole file is done (re-reading them adds no duplicates).
+    """
+    stat = path.stat()
+    fmt = _file_format(path)
+    job = FileIngest(conn, path, task, source, max_record_bytes, now, ordered)
+    fresh = state is None  # a new or rewritten file: its earlier rejections no longer apply
+    before = entry if not fresh else None
+    state = state or ReadState()
+
+    def step(work=None, done: ReadState | None = None) -> None:
+        nonlocal fresh
+        with transaction(conn):
+            if fresh:
+                conn.execute("DELETE FROM rejected_traces WHERE source = ? AND (starts_with(location, ? || ':') "
+                             "OR starts_with(location, ? || '['))", [source, str(path), str(path)])
+            if work:
+                work()
+            job.flush()
+            if done is not None:
+                _record(conn, source, path, fmt, stat, done, before, job.ingested, job.rejected, now)
+        fresh = False
+
+    items = _json_document(path) if fmt == "json" else None
+    if items is not None:
+        step(lambda: job.items(items), ReadState(offset=stat.st_size, line=len(items)))
+    elif fmt == "parquet":
+        for chunk in _parquet_chunks(conn, path, max_record_bytes):
+            step(lambda: job.lines(chunk))
+        step(done=ReadState(offset=stat.st_size, line=job.records))
+    else:
+        resumable = fmt == "jsonl"
+        for chunk in read_lines(path, state, final=settled, max_record_bytes=max_record_bytes,
+                                chunk_bytes=chunk_bytes):
+            step(lambda: job.lines(chunk), ReadState(state.offset, state.line) if resumable else None)
+        step(done=state)
+    return job
+
+
+def write_rejected(conn: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    """Write rejected_traces rows, replacing earlier ones at the same (source, location)."""
+    conn.register("rejected_batch", pl.DataFrame(rows, schema=REJECTED_SCHEMA).to_arrow())
+    try:
+        conn.execute("DELETE FROM rejected_traces WHERE EXISTS (SELECT 1 FROM rejected_batch b "
+                     "WHERE b.source = rejected_traces.source AND b.location = rejected_traces.location)")
+        conn.execute("INSERT INTO rejected_traces BY NAME SELECT * FROM rejected_batch")
+    finally:
+        conn.unregister("rejected_batch")
+
+
+def _record(conn, source, path, fmt, stat, state, entry, ingested, rejected, now) -> None:
+    """Upsert the ledger row of ``path``: what was read up to where, and the running counts."""
+    offset = state.offset
+    head = _hash(path, 0, min(offset, _HASHED_BYTES)) if fmt == "jsonl" else None
+    tail = _hash(path, max(0, offset - _HASHED_BYTES), offset) if fmt == "jsonl" else None
+    before = (entry["ingested"], entry["rejected"]) if entry else (0, 0)
+    conn.execute("DELETE FROM ingested_files WHERE source = ? AND path = ?", [source, str(path)])
+    conn.execute("INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 [source, str(path), fmt, stat.st_size, stat.st_mtime_ns, offset, state.line, head, tail,
+                  before[0] + ingested, before[1] + rejected, now])
+
+
+def _reject_unknown(conn, path: Path, source: str, max_record_bytes: int, now: datetime, report: IngestReport) -> None:
+    stat = path.stat()
+    entry = _ledger_entry(conn, source, path)
+    if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(min(max_record_bytes, 4096)).decode("utf-8", errors="replace")
+    row = rejection(source, str(path), f"unknown format: {path.name} is not a trace file "
+                    f"({', '.join(TRACE_SUFFIXES)})", head, now)
+    with transaction(conn):
+        write_rejected(conn, [row])
+        _record(conn, source, path, "unknown", stat, ReadState(stat.st_size, 0), None, 0, 1, now)
+    report.rejected += 1
+    report.rejections += [row] if len(report.rejections) < _PREVIEW else []
