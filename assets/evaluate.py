@@ -1,6 +1,7 @@
 """Evaluate group: base, fine-tuned and promoted models on the same real test split; promotion."""
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,12 +10,18 @@ import dagster as dg
 import polars as pl
 
 from assets.curate import training_examples
+from assets.evaluations import JUDGE_OFF, judge_setup, judge_status, trace_judgements
 from assets.train import fine_tuned_model
 from pipeline.engine import store
-from pipeline.engine.evaluation import compare, examples_won_and_lost, score, summarize, test_set_version, verdict
-from pipeline.engine.report import render
+from pipeline.engine.alignment import corrected_pass_rate
+from pipeline.engine.evaluation import (
+    JUDGE_METRIC, compare, examples_won_and_lost, regressions, score, summarize, test_set_version, verdict,
+)
+from pipeline.engine.judge import judge_items, output_items, select_pending, with_judge_pass
+from pipeline.engine.report import render, render_models
+from pipeline.engine.report_html import render_html, write_html
 from pipeline.engine.training import LocalModelProvider
-from pipeline.resources import FlywheelDuckDB, TaskResource
+from pipeline.resources import FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 
 REPORT_SCHEMA = {
     "model_id": pl.String, "baseline_model_id": pl.String, "test_set_version": pl.String,
@@ -24,9 +31,13 @@ REPORT_SCHEMA = {
 
 
 class EvalSettings(dg.Config):
-    """Significance level of the paired tests that decide verdicts."""
+    """Promotion gate thresholds: a candidate is significantly worse on a metric when the paired
+    McNemar p-value is below ``alpha`` and the drop is at least ``min_regression`` (a share:
+    0.02 = 2 points). ``judge_gates`` lets an aligned judge's pass rate gate too."""
 
     alpha: float = 0.05
+    min_regression: float = 0.0
+    judge_gates: bool = True
 
 
 def _results_for(context, conn, model_id: str, artifact: str, test: pl.DataFrame, task) -> pl.DataFrame:
@@ -47,20 +58,51 @@ def _results_for(context, conn, model_id: str, artifact: str, test: pl.DataFrame
     return results
 
 
+def _judge_results(context, duckdb: FlywheelDuckDB, judge: JudgeResource, task_name: str,
+                   results: dict[str, pl.DataFrame], test: pl.DataFrame) -> tuple[dict, dict[str, pl.DataFrame]]:
+    """The judge's status, and ``results`` with a judge_pass column (null where not judged).
+
+    Each distinct (input, output) is judged once per judge version, whichever model wrote it,
+    and cached in trace_judgements (subject 'eval_output'), so a re-run pays nothing.
+    """
+    if not judge.enabled:
+        return {"status": "off", "reason": JUDGE_OFF}, results
+    items = {m: output_items(r, test) for m, r in results.items()}
+    every = pl.concat([i.select("trace_id", "input", "output") for i in items.values()]).unique("trace_id")
+    with duckdb.get_connection() as conn:
+        setup = judge_setup(conn, judge, task_name)
+        done = store.read(conn, "SELECT trace_id FROM trace_judgements WHERE judge_version = ? "
+                                "AND subject = 'eval_output' AND outcome IS NOT NULL", [setup.version])
+    pending = select_pending(every, done["trace_id"])
+    context.log.info(f"judge {setup.version}: judging {pending.height} model outputs ({every.height - pending.height} cached)")
+    new = judge_items(setup.provider, setup.prompt, setup.few_shot, pending, setup.version, subject="eval_output",
+                      concurrency=judge.concurrency)
+    with duckdb.get_connection() as conn:
+        store.upsert(conn, "trace_judgements", new, ["judge_version", "trace_id"])
+        status = judge_status(conn, judge, setup)
+        outcomes = store.read(conn, "SELECT trace_id, outcome FROM trace_judgements WHERE judge_version = ? "
+                                    "AND subject = 'eval_output' AND outcome IS NOT NULL", [setup.version])
+    return status, {m: with_judge_pass(r, items[m], outcomes) for m, r in results.items()}
+
+
 @dg.asset(
     group_name="evaluate",
     kinds={"duckdb", "polars", "pytorch"},
-    deps=[fine_tuned_model, training_examples],
+    deps=[fine_tuned_model, training_examples, trace_judgements],
     description="The newest fine-tuned model, its base and the promoted model run through the same "
                 "inference code on the test split (real traces never seen in training): share "
-                "passing all assertions, exact match of the normalised query, failure modes, and "
-                "paired McNemar tests. Rows in eval_results and eval_reports.",
+                "passing all assertions, exact match of the normalised query, failure modes, the "
+                "judge's pass rate corrected for its error (when a judge is configured), latency and "
+                "cost per call, with paired bootstrap intervals and McNemar tests. Rows in "
+                "eval_results and eval_reports; a self-contained HTML report under data/reports/.",
     check_specs=[dg.AssetCheckSpec("no_regression", asset="eval_report", blocking=True,
                                    description="Blocks promotion when the candidate is significantly worse than "
-                                               "the base or the promoted model on a headline metric.")],
+                                               "the base or the promoted model on a headline metric (assertions, "
+                                               "exact match, and the judge when it is aligned with people); "
+                                               "thresholds in the asset's config (alpha, min_regression).")],
 )
 def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb: FlywheelDuckDB,
-                task: TaskResource) -> dg.MaterializeResult:
+                task: TaskResource, judge: JudgeResource, paths: FlywheelPaths) -> dg.MaterializeResult:
     the_task = task.load()
     with duckdb.get_connection() as conn:
         candidate = conn.execute("""SELECT model_id, base_model, artifact_path FROM fine_tuned_models
@@ -80,40 +122,67 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
             raise dg.Failure("the test split is empty: there is nothing to evaluate on")
         version = test_set_version(test)
         results = {m: _results_for(context, conn, m, path, test, the_task) for m, path in models.items()}
-        summaries = {m: summarize(r, test) for m, r in results.items()}
-        now = datetime.now(timezone.utc)
-        rows, checks, markdown = [], {}, ""
-        for baseline_id in [m for m in models if m != candidate_id]:
-            comparison = compare(results[candidate_id], results[baseline_id])
-            decision = verdict(comparison, config.alpha)
-            report = render(candidate_id, baseline_id, summaries, comparison, decision,
-                            examples_won_and_lost(results[candidate_id], results[baseline_id], test), version)
-            markdown += report + "\n"
-            checks[baseline_id] = (decision, comparison)
-            rows.append({"model_id": candidate_id, "baseline_model_id": baseline_id, "test_set_version": version,
-                         "n_examples": test.height, "verdict": decision, "report_markdown": report, "created_at": now,
-                         "metrics": json.dumps({"candidate": summaries[candidate_id], "baseline": summaries[baseline_id],
-                                                "comparison": comparison})})
+    judge_info, results = _judge_results(context, duckdb, judge, task.name, results, test)
+    aligned = judge_info["status"] == "on" and not judge_info["alignment"]["flagged"]
+    skip = () if aligned and config.judge_gates else (JUDGE_METRIC,)
+    summaries = {m: summarize(r, test) for m, r in results.items()}
+    if judge_info["status"] == "on":
+        for m, r in results.items():
+            judged = r[JUDGE_METRIC].drop_nulls()
+            summaries[m]["judge"] = corrected_pass_rate(int(judged.sum()), judged.len(), judge_info["alignment"])
+    roles = {candidate_id: "candidate (fine-tuned)", base_id: "base"}
+    if promoted and promoted[0] in roles:
+        roles[promoted[0]] += ", promoted"
+    elif promoted:
+        roles[promoted[0]] = "promoted"
+    overview = render_models(summaries, roles, judge_info, version)
+    now = datetime.now(timezone.utc)
+    rows, comparisons, gate, markdown = [], {}, [], overview
+    for baseline_id in [m for m in models if m != candidate_id]:
+        comparison = compare(results[candidate_id], results[baseline_id])
+        gated = {k: v for k, v in comparison.items() if k not in skip}
+        decision = verdict(gated, config.alpha, config.min_regression)
+        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], test)
+        found = regressions(comparison, baseline_id, config.alpha, config.min_regression, skip)
+        gate += found
+        report = render(candidate_id, baseline_id, summaries, comparison, decision, examples, version)
+        markdown += "\n" + report
+        comparisons[baseline_id] = {"comparison": comparison, "verdict": decision, "examples": examples}
+        rows.append({"model_id": candidate_id, "baseline_model_id": baseline_id, "test_set_version": version,
+                     "n_examples": test.height, "verdict": decision, "report_markdown": overview + "\n" + report,
+                     "created_at": now,
+                     "metrics": json.dumps({"candidate": summaries[candidate_id], "baseline": summaries[baseline_id],
+                                            "comparison": comparison, "judge": judge_info, "regressions": found,
+                                            "thresholds": {"alpha": config.alpha, "min_regression": config.min_regression,
+                                                           "judge_gates": JUDGE_METRIC not in skip}})})
+    with duckdb.get_connection() as conn:
         store.upsert(conn, "eval_reports", pl.DataFrame(rows, schema=REPORT_SCHEMA),
                      ["model_id", "baseline_model_id", "test_set_version"])
-    regressions = [f"{metric} vs {b}: {100 * c['difference']:+.1f} pts (p={c['p_value']:.2g})"
-                   for b, (decision, comparison) in checks.items() if decision == "worse"
-                   for metric, c in comparison.items() if c["difference"] < 0 and c["p_value"] < config.alpha]
-    base_cmp = checks[base_id][1]
+    html_path = write_html(paths.reports_dir / f"{_file_name(candidate_id)}.{version}.html",
+                           render_html(candidate_id, summaries, roles, judge_info, comparisons, gate, version))
+    base_cmp = comparisons[base_id]["comparison"]
     return dg.MaterializeResult(
         metadata={"candidate": candidate_id, "base": base_id, "promoted": promoted[0] if promoted else "none",
                   "test_set_version": version, "n_examples": test.height,
-                  "verdict_vs_base": checks[base_id][0],
+                  "verdict_vs_base": comparisons[base_id]["verdict"],
                   "base_passed_checks": base_cmp["passed_checks"]["baseline"],
                   "candidate_passed_checks": base_cmp["passed_checks"]["candidate"],
                   "base_exact_match": base_cmp["exact_match"]["baseline"],
                   "candidate_exact_match": base_cmp["exact_match"]["candidate"],
+                  "judge": judge_info["status"],
+                  "report_html": dg.MetadataValue.path(str(html_path)),
                   "report": dg.MetadataValue.md(markdown)},
         check_results=[dg.AssetCheckResult(
-            check_name="no_regression", passed=not regressions,
-            description="; ".join(regressions) or "no significant regression on a headline metric",
-            metadata={"regressions": len(regressions)})],
+            check_name="no_regression", passed=not gate,
+            description="; ".join(gate) or "no significant regression on a headline metric",
+            metadata={"regressions": len(gate), "alpha": config.alpha, "min_regression": config.min_regression,
+                      "judge_gates": JUDGE_METRIC not in skip})],
     )
+
+
+def _file_name(model_id: str) -> str:
+    """A model id as a safe file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("._") or "model"
 
 
 @dg.asset(

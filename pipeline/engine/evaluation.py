@@ -1,5 +1,6 @@
 """Model evaluation on the test split: score outputs, summarise, compare two models on the same
-examples with a paired test, and decide a verdict."""
+examples with paired tests (exact McNemar and a paired bootstrap interval of the difference),
+decide a verdict, and name the regressions that block promotion."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import hashlib
 import json
 import math
 from datetime import datetime, timezone
+from statistics import NormalDist
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pipeline.engine.tasks import Task
@@ -20,6 +23,10 @@ RESULT_SCHEMA = {
 }
 #: Metrics that gate promotion; each is a per-example boolean in eval_results.
 HEADLINE = ("passed_checks", "exact_match")
+#: The judge's per-example outcome, compared like a headline metric when the judge is on.
+JUDGE_METRIC = "judge_pass"
+LABELS = {"passed_checks": "passes all assertions", "exact_match": "exact match (normalised)",
+          JUDGE_METRIC: "judge pass"}
 
 
 def test_set_version(test: pl.DataFrame) -> str:
@@ -58,6 +65,11 @@ def summarize(results: pl.DataFrame, test: pl.DataFrame | None = None, slice_key
     summary: dict[str, Any] = {"n_examples": n}
     for metric in HEADLINE:
         summary[metric] = results[metric].mean() if n else None
+        summary[f"{metric}_ci"] = list(proportion_ci(int(results[metric].sum()), n)) if n else None
+    for key in ("latency_ms", "cost_usd"):
+        values = (results["metrics"].str.json_path_match(f"$.{key}").cast(pl.Float64).drop_nulls()
+                  if n and "metrics" in results.columns else pl.Series([], dtype=pl.Float64))
+        summary[f"{key}_per_call"] = values.mean() if values.len() else None
     modes = results.select(pl.col("failed_checks").explode()).drop_nulls().group_by("failed_checks").len()
     summary["failure_rates"] = {mode: count / n for mode, count in sorted(modes.iter_rows())}
     if test is not None and n:
@@ -68,6 +80,35 @@ def summarize(results: pl.DataFrame, test: pl.DataFrame | None = None, slice_key
             for s, k, p, e in sliced.group_by("slice").agg(
                 pl.len(), pl.col("passed_checks").mean(), pl.col("exact_match").mean()).sort("slice").iter_rows()}
     return summary
+
+
+def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_bootstrap_ci(candidate: list[bool], baseline: list[bool], n_boot: int = 4000,
+                        confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of rate(candidate) - rate(baseline), resampling examples.
+
+    Only the counts of wins, losses and ties matter, so each resample is one multinomial draw.
+    """
+    n = len(candidate)
+    if n == 0:
+        return (0.0, 0.0)
+    wins = sum(1 for c, b in zip(candidate, baseline) if c and not b)
+    losses = sum(1 for c, b in zip(candidate, baseline) if b and not c)
+    draws = np.random.default_rng(seed).multinomial(n, [wins / n, losses / n, (n - wins - losses) / n], n_boot)
+    differences = (draws[:, 0] - draws[:, 1]) / n
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(differences, [tail, 1 - tail])
+    return (float(low), float(high))
 
 
 def mcnemar_exact(candidate: list[bool], baseline: list[bool]) -> dict[str, Any]:
@@ -82,28 +123,58 @@ def mcnemar_exact(candidate: list[bool], baseline: list[bool]) -> dict[str, Any]
 
 
 def compare(candidate: pl.DataFrame, baseline: pl.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per headline metric: both rates, the difference, and the paired test on shared examples."""
+    """Per headline metric (and ``judge_pass`` when both frames have it): both rates, the
+    difference with its paired bootstrap interval, and the exact McNemar test.
+
+    Examples where a metric is null on either side (the judge could not judge) are left out of
+    that metric's comparison; ``n`` says how many pairs remain.
+    """
     paired = candidate.join(baseline, on="example_id", suffix="_baseline")
     if paired.height != candidate.height or paired.height != baseline.height:
         raise ValueError("candidate and baseline were not evaluated on the same examples")
+    metrics = list(HEADLINE) + [JUDGE_METRIC] * (JUDGE_METRIC in candidate.columns and JUDGE_METRIC in baseline.columns)
     out = {}
-    for metric in HEADLINE:
-        c, b = paired[metric].to_list(), paired[f"{metric}_baseline"].to_list()
+    for metric in metrics:
+        both = paired.select(metric, f"{metric}_baseline").drop_nulls()
+        if metric == JUDGE_METRIC and both.is_empty():
+            continue
+        c, b = both[metric].to_list(), both[f"{metric}_baseline"].to_list()
         rate_c, rate_b = (sum(c) / len(c), sum(b) / len(b)) if c else (0.0, 0.0)
-        out[metric] = {"candidate": rate_c, "baseline": rate_b, "difference": rate_c - rate_b,
-                       **mcnemar_exact(c, b)}
+        low, high = paired_bootstrap_ci(c, b)
+        out[metric] = {"candidate": rate_c, "baseline": rate_b, "difference": rate_c - rate_b, "n": len(c),
+                       "ci_low": low, "ci_high": high, **mcnemar_exact(c, b)}
     return out
 
 
-def verdict(comparison: dict[str, dict[str, Any]], alpha: float = 0.05) -> str:
-    """'worse' if any headline metric is significantly worse, 'better' if one is significantly
-    better and none worse, else 'no_significant_difference'."""
-    significant = {m: v for m, v in comparison.items() if v["p_value"] < alpha}
+def _significant(change: dict[str, Any], alpha: float, min_effect: float) -> bool:
+    return change["p_value"] < alpha and abs(change["difference"]) >= min_effect
+
+
+def verdict(comparison: dict[str, dict[str, Any]], alpha: float = 0.05, min_effect: float = 0.0) -> str:
+    """'worse' if any compared metric is significantly worse, 'better' if one is significantly
+    better and none worse, else 'no_significant_difference'. Significant: McNemar p below
+    ``alpha`` and a difference of at least ``min_effect`` (a share, 0.02 = 2 points)."""
+    significant = {m: v for m, v in comparison.items() if _significant(v, alpha, min_effect)}
     if any(v["difference"] < 0 for v in significant.values()):
         return "worse"
     if any(v["difference"] > 0 for v in significant.values()):
         return "better"
     return "no_significant_difference"
+
+
+def regressions(comparison: dict[str, dict[str, Any]], baseline_id: str, alpha: float = 0.05,
+                min_effect: float = 0.0, skip: tuple[str, ...] = ()) -> list[str]:
+    """One message per metric on which the candidate is significantly worse than ``baseline_id``:
+    the metric, both rates, the drop in points with its interval, and the p-value."""
+    out = []
+    for metric, c in comparison.items():
+        if metric in skip or c["difference"] >= 0 or not _significant(c, alpha, min_effect):
+            continue
+        out.append(f"{LABELS.get(metric, metric)} vs {baseline_id}: {100 * c['baseline']:.1f}% -> "
+                   f"{100 * c['candidate']:.1f}% ({100 * c['difference']:+.1f} pts, 95% CI "
+                   f"{100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f}; McNemar p={c['p_value']:.2g}, "
+                   f"{c['losses']} losses / {c['wins']} wins)")
+    return out
 
 
 def examples_won_and_lost(candidate: pl.DataFrame, baseline: pl.DataFrame, test: pl.DataFrame,

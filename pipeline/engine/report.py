@@ -1,4 +1,8 @@
-"""The evaluation report as markdown, for the Dagster UI and the eval_reports table."""
+"""The evaluation report as markdown, for the Dagster UI and the eval_reports table.
+
+:func:`render_models` is the overview (every model's rates, latency and cost, the judge's
+alignment); :func:`render` compares a candidate with one baseline on the same examples.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,54 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "n/a" if low is None or high is None else f"{100 * low:.1f} to {100 * high:.1f}%"
+
+
+def _judge_cell(judge: dict[str, Any] | None) -> tuple[str, str]:
+    if not judge or judge.get("observed") is None:
+        return "n/a", "n/a"
+    corrected = ("n/a" if judge.get("corrected") is None else
+                 f"{_pct(judge['corrected'])} ({_interval(judge['ci_low'], judge['ci_high'])})")
+    return f"{_pct(judge['observed'])} (n={judge['n']})", corrected
+
+
+def judge_status(judge: dict[str, Any]) -> list[str]:
+    """Markdown lines saying whether the judge ran, and how far it agrees with people."""
+    if judge.get("status") != "on":
+        return [f"_The judge was off: {_text(judge.get('reason', 'no judge model configured'))}._"]
+    align = judge["alignment"]
+    lines = [f"Judge `{_one_line(judge['version'])}`: agreement with people "
+             f"{_pct(align['agreement'])} on {align['n_labelled']} labelled traces "
+             f"(true positive rate {_pct(align['tpr'])}, true negative rate {_pct(align['tnr'])}; "
+             f"few-shot traces excluded). Corrected pass rates use these rates."]
+    if align["flagged"]:
+        lines += ["", f"**Warning: the judge is not aligned with people: {_text(align['flag_reason'])}. "
+                      "Its figures are shown but do not gate promotion.**"]
+    return lines
+
+
+def render_models(summaries: dict[str, dict[str, Any]], roles: dict[str, str], judge: dict[str, Any],
+                  test_set_version: str) -> str:
+    """Markdown overview: one row per model on the test set, and the judge's status."""
+    n = next(iter(summaries.values()))["n_examples"] if summaries else 0
+    lines = [f"# Eval report, test set `{test_set_version}` ({n} real examples never seen in training)", "",
+             "| model | role | passes all assertions | exact match | judge pass (observed) | "
+             "judge pass (corrected, 95% CI) | latency per call | cost per call |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model_id, summary in summaries.items():
+        observed, corrected = _judge_cell(summary.get("judge"))
+        latency = summary.get("latency_ms_per_call")
+        cost = summary.get("cost_usd_per_call")
+        lines.append(
+            f"| {_code(model_id)} | {roles.get(model_id, '')} | {_pct(summary['passed_checks'])} | "
+            f"{_pct(summary['exact_match'])} | {observed} | {corrected} | "
+            f"{'n/a' if latency is None else f'{latency:.1f} ms'} | "
+            f"{'n/a (local model)' if cost is None else f'${cost:.5f}'} |")
+    lines += ["", "## Judge", ""] + judge_status(judge)
+    return "\n".join(lines) + "\n"
+
+
 def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, Any]],
            comparison: dict[str, dict[str, Any]], verdict: str, examples: dict[str, pl.DataFrame],
            test_set_version: str) -> str:
@@ -42,13 +94,17 @@ def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, A
         f"Test set `{test_set_version}`, {cand['n_examples']} real examples never seen in training. "
         f"**Verdict: {verdict.replace('_', ' ')}.**",
         "",
-        "| metric | baseline | candidate | difference | wins / losses | McNemar p |",
-        "|---|---|---|---|---|---|",
+        "| metric | baseline | candidate | difference | 95% CI (paired bootstrap) | wins / losses | McNemar p |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for metric, label in (("passed_checks", "passes all assertions"), ("exact_match", "exact match (normalised)")):
+    for metric, label in (("passed_checks", "passes all assertions"), ("exact_match", "exact match (normalised)"),
+                          ("judge_pass", "judge pass (observed)")):
+        if metric not in comparison:
+            continue
         c = comparison[metric]
         lines.append(f"| {label} | {_pct(c['baseline'])} | {_pct(c['candidate'])} | "
-                     f"{100 * c['difference']:+.1f} pts | {c['wins']} / {c['losses']} | {c['p_value']:.2g} |")
+                     f"{100 * c['difference']:+.1f} pts | {100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f} pts | "
+                     f"{c['wins']} / {c['losses']} | {c['p_value']:.2g} |")
     slices = sorted(set(cand.get("by_dataset", {})) | set(base.get("by_dataset", {})))
     if slices:
         lines += ["", "## By dataset", "", "| dataset | n | baseline pass / exact | candidate pass / exact |",

@@ -8,10 +8,12 @@ from math import comb
 import polars as pl
 import pytest
 
-from pipeline.engine import report
-from pipeline.engine.evaluation import RESULT_SCHEMA, compare, examples_won_and_lost, mcnemar_exact, score, summarize
+from pipeline.engine import report, report_html
+from pipeline.engine.evaluation import (
+    RESULT_SCHEMA, compare, examples_won_and_lost, mcnemar_exact, paired_bootstrap_ci, proportion_ci,
+    regressions, score, summarize, verdict,
+)
 from pipeline.engine.evaluation import test_set_version as set_version
-from pipeline.engine.evaluation import verdict
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")
@@ -109,8 +111,9 @@ def test_summarize_rates_failure_modes_and_slices():
 
 def test_summarize_empty_results():
     empty = pl.DataFrame(schema=RESULT_SCHEMA)
-    assert summarize(empty, TEST.head(0)) == {"n_examples": 0, "passed_checks": None, "exact_match": None,
-                                              "failure_rates": {}}
+    assert summarize(empty, TEST.head(0)) == {
+        "n_examples": 0, "passed_checks": None, "passed_checks_ci": None, "exact_match": None,
+        "exact_match_ci": None, "latency_ms_per_call": None, "cost_usd_per_call": None, "failure_rates": {}}
 
 
 # --- McNemar ---------------------------------------------------------------------------------------------
@@ -236,7 +239,7 @@ def test_report_has_the_headline_table_and_sections():
     text = _render(question="p95 duration_ms by service.name")
     assert text.startswith("# Eval report: `ft-1` vs `base`")
     assert "**Verdict: no significant difference.**" in text
-    assert "| passes all assertions | 50.0% | 50.0% | +0.0 pts | 1 / 1 | 1 |" in text
+    assert re.search(r"\| passes all assertions \| 50\.0% \| 50\.0% \| \+0\.0 pts \| -?\d+\.\d to \+\d+\.\d pts \| 1 / 1 \| 1 \|", text)
     assert "## By dataset" in text and "| checkout\\-api | 2 |" in text
     assert "| invalid_json | 50.0% | 50.0% |" in text
     assert "## Examples the candidate wins (1 shown)" in text
@@ -277,3 +280,83 @@ def test_report_keeps_multi_line_untrusted_text_on_one_line(newline):
     assert not any(line.startswith("# Injected") or line.startswith("| a |") for line in lines)
     assert not any(line.startswith("## fake") or line.startswith("# out") for line in lines)
     assert not any(line.startswith("# ") for line in lines[1:])
+
+
+# --- intervals, judge metric, regressions ----------------------------------------------------------------
+
+def test_summarize_latency_cost_and_intervals():
+    results = score(TEST, [REF_P95, REF_COUNT, "x", "y"], TASK, "m", latencies_ms=[10.0, 20.0, 30.0, 40.0], now=NOW)
+    summary = summarize(results)
+    assert summary["latency_ms_per_call"] == pytest.approx(25.0) and summary["cost_usd_per_call"] is None
+    low, high = summary["passed_checks_ci"]
+    assert low < 0.5 < high and (low, high) == pytest.approx(proportion_ci(2, 4))
+
+
+def test_wilson_interval():
+    low, high = proportion_ci(50, 100)
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert proportion_ci(0, 10)[0] == pytest.approx(0.0) and proportion_ci(10, 10)[1] == pytest.approx(1.0)
+    assert proportion_ci(0, 0) == (0.0, 1.0)
+
+
+def test_paired_bootstrap_interval_covers_the_difference_and_narrows_with_n():
+    small = paired_bootstrap_ci([True] * 6 + [False] * 4, [False] * 3 + [True] * 7)
+    big = paired_bootstrap_ci(([True] * 6 + [False] * 4) * 50, ([False] * 3 + [True] * 7) * 50)
+    assert small[0] < 0.3 - 0.7 + 0.6 < small[1]  # observed difference 0.6 - 0.7 = -0.1
+    assert big[1] - big[0] < small[1] - small[0]
+    assert paired_bootstrap_ci([True] * 5, [True] * 5) == (0.0, 0.0)
+    assert paired_bootstrap_ci([], []) == (0.0, 0.0)
+
+
+def test_compare_includes_the_judge_on_pairs_it_judged():
+    cand = results_frame("ft", [True] * 4, [True] * 4).with_columns(judge_pass=pl.Series([True, True, None, False]))
+    base = results_frame("base", [True] * 4, [True] * 4).with_columns(judge_pass=pl.Series([False, True, True, None]))
+    out = compare(cand, base)
+    assert out["judge_pass"]["n"] == 2 and out["judge_pass"]["wins"] == 1
+    assert out["passed_checks"]["n"] == 4 and "ci_low" in out["passed_checks"]
+    assert "judge_pass" not in compare(results_frame("ft", [True], [True]), results_frame("b", [True], [True]))
+
+
+def test_regressions_name_the_metric_and_the_drop():
+    cand = results_frame("ft", [False] * 12 + [True] * 8, [True] * 20)
+    base = results_frame("old", [True] * 20, [True] * 20)
+    comparison = compare(cand, base)
+    found = regressions(comparison, "old")
+    assert len(found) == 1
+    assert found[0].startswith("passes all assertions vs old: 100.0% -> 40.0% (-60.0 pts, 95% CI ")
+    assert "12 losses / 0 wins" in found[0]
+    assert regressions(comparison, "old", min_effect=0.7) == []
+    assert regressions(comparison, "old", skip=("passed_checks",)) == []
+    assert regressions(compare(base, cand), "ft") == []
+    assert verdict(comparison, min_effect=0.7) == "no_significant_difference"
+
+
+def test_overview_lists_every_model_and_says_when_the_judge_was_off():
+    results = score(TEST, [REF_P95, REF_COUNT, "x", "y"], TASK, "ft", latencies_ms=[1.0] * 4, now=NOW)
+    summaries = {"ft": summarize(results), "base": summarize(results)}
+    text = report.render_models(summaries, {"ft": "candidate", "base": "base"}, {"status": "off", "reason": "no model"},
+                                "v1")
+    assert "| `ft` | candidate | 50.0% | 50.0% | n/a | n/a | 1.0 ms | n/a (local model) |" in text
+    assert "_The judge was off: no model._" in text
+    summaries["ft"]["judge"] = {"n": 4, "observed": 0.5, "corrected": 0.6, "ci_low": 0.4, "ci_high": 0.8}
+    align = {"agreement": 0.7, "n_labelled": 20, "tpr": 0.8, "tnr": 0.6, "flagged": True, "flag_reason": "too low"}
+    text = report.render_models(summaries, {}, {"status": "on", "version": "j1", "alignment": align}, "v1")
+    assert "50.0% (n=4) | 60.0% (40.0 to 80.0%)" in text
+    assert "agreement with people 70.0% on 20 labelled traces" in text and "not aligned with people: too low" in text
+
+
+def test_html_report_escapes_untrusted_text_and_embeds_the_chart(tmp_path):
+    test = make_test([("e1", EVIL, "d", REF_P95), ("e2", "count", "d", REF_COUNT)])
+    cand = score(test, [REF_P95, "<script>x</script>"], TASK, "ft<b>", now=NOW)
+    base = score(test, ["nope", REF_COUNT], TASK, "base", now=NOW)
+    summaries = {"ft<b>": summarize(cand), "base": summarize(base)}
+    comparison = compare(cand, base)
+    document = report_html.render_html(
+        "ft<b>", summaries, {"ft<b>": "candidate"}, {"status": "off", "reason": "no model"},
+        {"base": {"comparison": comparison, "verdict": verdict(comparison),
+                  "examples": examples_won_and_lost(cand, base, test)}}, ["exact match vs base: <i>"], "v1")
+    assert "<script" not in document and "<img src=x" not in document and "ft<b>" not in document
+    assert "&lt;script&gt;" in document and "ft&lt;b&gt;" in document and "data:image/png;base64," in document
+    assert "Promotion gate: blocked: exact match vs base: &lt;i&gt;" in document
+    path = report_html.write_html(tmp_path / "r" / "report.html", document)
+    assert path.read_text(encoding="utf-8") == document and [p.name for p in path.parent.iterdir()] == ["report.html"]

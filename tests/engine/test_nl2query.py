@@ -2,14 +2,12 @@
 synthetic generators, and task loading."""
 
 import json
-import random
-import re
 
 import pytest
 
-from pipeline.engine.tasks import Example, Task, load_task
+from pipeline.engine.tasks import Task, load_task
 from pipeline.engine.tasks import nl2query
-from pipeline.engine.tasks.nl2query import CHECK_NAMES, canonical, check, normalise, parse, prompt, synthesize, validate_input
+from pipeline.engine.tasks.nl2query import CHECK_NAMES, canonical, check, normalise, parse, prompt, validate_input
 
 COLUMNS = ["duration_ms", "service.name", "http.status_code", "http.route", "region"]
 INPUT = {"question": "p95 duration_ms by service.name last 2 hours", "columns": COLUMNS,
@@ -391,130 +389,6 @@ def test_prompt_is_system_then_user_with_columns_and_question():
     assert prompt(dict(INPUT)) == messages
     other = prompt({**INPUT, "question": "count by region"})
     assert other[0] == messages[0] and other[1] != messages[1]
-
-
-# --- synthesize --------------------------------------------------------------------------------------
-
-def _ex(question, query, dataset="checkout-api", columns=COLUMNS):
-    return Example({"question": question, "columns": list(columns), "dataset": dataset},
-                   nl2query.dump(canonical(query)))
-
-
-SEEDS = [
-    _ex("p95 duration_ms by service.name last 2 hours",
-        {"calculations": [{"op": "P95", "column": "duration_ms"}], "breakdowns": ["service.name"], "time_range": 7200}),
-    _ex("count of requests by http.route over the last 4 hours, top 10",
-        {"calculations": [{"op": "COUNT"}], "breakdowns": ["http.route"],
-         "orders": [{"op": "COUNT", "order": "descending"}], "time_range": 14400, "limit": 10}),
-    _ex("max duration_ms by region last 24 hours",
-        {"calculations": [{"op": "MAX", "column": "duration_ms"}], "breakdowns": ["region"], "time_range": 86400}),
-    _ex("p95 http.status_code by service.name",
-        {"calculations": [{"op": "P95", "column": "http.status_code"}], "breakdowns": ["service.name"]}),
-    _ex("top 5 queue.name by count last 6 hours",
-        {"calculations": [{"op": "COUNT"}], "breakdowns": ["queue.name"],
-         "orders": [{"op": "COUNT", "order": "descending"}], "time_range": 21600, "limit": 5},
-        dataset="payments-worker", columns=["queue.name", "job.type", "queue.wait_ms"]),
-    _ex("avg queue.wait_ms by job.type",
-        {"calculations": [{"op": "AVG", "column": "queue.wait_ms"}], "breakdowns": ["job.type"]},
-        dataset="payments-worker", columns=["queue.name", "job.type", "queue.wait_ms"]),
-]
-
-
-def _token_sub(text, old, new):
-    return re.sub(rf"(?<![\w.]){re.escape(old)}(?![\w.])", new, text)
-
-
-def test_synthesize_outputs_pass_checks_are_new_and_keep_provenance():
-    out = synthesize(SEEDS, 40, random.Random(3))
-    assert 5 <= len(out) <= 40
-    seed_inputs = {json.dumps(s.input, sort_keys=True) for s in SEEDS}
-    keys = set()
-    for sx in out:
-        assert all(r.passed is True for r in check(sx.input, sx.output)), (sx, failures(sx.output, sx.input))
-        assert json.dumps(sx.input, sort_keys=True) not in seed_inputs
-        key = (json.dumps(sx.input, sort_keys=True), normalise(sx.output))
-        assert key not in keys, "duplicate synthetic example"
-        keys.add(key)
-        assert 0 <= sx.parent_index < len(SEEDS)
-        assert sx.generator in nl2query.GENERATORS
-        parent = SEEDS[sx.parent_index]
-        assert sx.input["columns"] == parent.input["columns"]
-        assert sx.input["dataset"] == parent.input["dataset"]
-        assert sx.input["question"] != parent.input["question"]
-    assert {sx.generator for sx in out} == set(nl2query.GENERATORS)
-
-
-def test_synthesize_respects_n_and_is_deterministic_per_seed():
-    assert len(synthesize(SEEDS, 2, random.Random(1))) == 2
-    assert synthesize(SEEDS, 0, random.Random(1)) == []
-    assert synthesize(SEEDS, 10, random.Random(5)) == synthesize(SEEDS, 10, random.Random(5))
-
-
-def test_substitute_column_replaces_one_column_consistently():
-    out = [sx for sx in synthesize(SEEDS, 60, random.Random(11)) if sx.generator == "substitute_column"]
-    assert out
-    for sx in out:
-        parent = SEEDS[sx.parent_index]
-        before = set(nl2query._columns_used(parse(parent.output)))
-        after = set(nl2query._columns_used(parse(sx.output)))
-        (old,), (new,) = before - after, after - before
-        assert new in parent.input["columns"]
-        assert new not in parent.input["question"]
-        assert sx.input["question"] == _token_sub(parent.input["question"], old, new)
-        assert not re.search(rf"(?<![\w.]){re.escape(old)}(?![\w.])", sx.input["question"])
-        expected = canonical(json.loads(nl2query.dump(nl2query._replace_column(parse(parent.output), old, new))))
-        assert parse(sx.output) == expected
-        # the new column comes from the same dataset
-        assert all(c in sx.input["columns"] for c in after)
-
-
-def test_vary_generators_keep_question_and_query_in_step():
-    out = synthesize(SEEDS, 60, random.Random(2))
-    varied = [sx for sx in out if sx.generator in ("vary_time_range", "vary_limit")]
-    assert {sx.generator for sx in varied} == {"vary_time_range", "vary_limit"}
-    for sx in varied:
-        query = parse(sx.output)
-        if sx.generator == "vary_time_range":
-            hours = int(re.search(r"(?:last|past) (\d+) hours", sx.input["question"]).group(1))
-            assert query["time_range"] == hours * 3600
-        else:
-            assert query["limit"] == int(re.search(r"top (\d+)", sx.input["question"]).group(1))
-        parent = parse(SEEDS[sx.parent_index].output)
-        key = "time_range" if sx.generator == "vary_time_range" else "limit"
-        assert {k: v for k, v in query.items() if k != key} == {k: v for k, v in parent.items() if k != key}
-        assert query[key] != parent[key]
-
-
-def test_synthesize_tries_every_generator_on_every_seed():
-    # three seeds (a multiple of the number of generators), each eligible for all three
-    seeds = [_ex(f"count by {b} last {h} hours, top {n}",
-                 {"calculations": [{"op": "COUNT"}], "breakdowns": [b], "orders": [{"op": "COUNT", "order": "descending"}],
-                  "time_range": h * 3600, "limit": n})
-             for b, h, n in [("service.name", 2, 10), ("region", 4, 5), ("http.route", 6, 3)]]
-    for seed in range(3):
-        out = synthesize(seeds, 100, random.Random(seed))
-        assert {(sx.parent_index, sx.generator) for sx in out} == {
-            (i, g) for i in range(3) for g in nl2query.GENERATORS}
-
-
-def test_synthesize_with_no_seeds_is_empty():
-    assert synthesize([], 10, random.Random(0)) == []
-
-
-def test_synthesize_ignores_seeds_whose_output_does_not_parse_and_never_emits_failing_output():
-    seeds = [Example(dict(INPUT), "{not json"),
-             _ex("p95 duration_ms by service.name last 2 hours",
-                 {"calculations": [{"op": "P95", "column": "duration_ms"}], "breakdowns": ["service.name"],
-                  "time_range": 7200})]
-    out = synthesize(seeds, 20, random.Random(0))
-    assert out and all(sx.parent_index == 1 for sx in out)
-
-
-def test_synthesize_does_not_vary_when_question_and_query_disagree():
-    # "last 2 hours" but time_range says 3 hours: varying would spread an inconsistency
-    seeds = [_ex("p95 duration_ms last 2 hours", {"calculations": [{"op": "P95", "column": "duration_ms"}],
-                                                  "time_range": 10800})]
-    assert [sx for sx in synthesize(seeds, 20, random.Random(0)) if sx.generator == "vary_time_range"] == []
 
 
 # --- load_task -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.engine.tasks.base import CheckResult, Example, SyntheticExample
@@ -126,62 +127,124 @@ def _columns_used(query: dict[str, Any]) -> list[str]:
     return [c if isinstance(c, str) else json.dumps(c) for c in used]
 
 
-def check(input: dict[str, Any], output: str) -> list[CheckResult]:
-    """Run every nl2query assertion on ``output`` for ``input``; one result per CHECK_NAMES."""
+class QueryParts:
+    """A parsed query's parts, extracted once and shared by every check."""
+
+    __slots__ = ("query", "calcs", "filters", "orders", "havings", "calc_keys")
+
+    def __init__(self, query: dict[str, Any]):
+        self.query = query
+        self.calcs = _list_of_dicts(query, "calculations")
+        self.filters = _list_of_dicts(query, "filters")
+        self.orders = _list_of_dicts(query, "orders")
+        self.havings = _list_of_dicts(query, "havings")
+        self.calc_keys = {(c.get("op"), c.get("column")) for c in self.calcs}
+
+
+def _unknown_calculation_op(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    return [f"unknown calculation op {c.get('op')!r}" for c in q.calcs if c.get("op") not in CALCULATION_OPS]
+
+
+def _unknown_filter_op(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    return ([f"unknown filter op {f.get('op')!r}" for f in q.filters if f.get("op") not in FILTER_OPS]
+            + [f"unknown having op {h.get('op')!r}" for h in q.havings if h.get("op") not in HAVING_OPS])
+
+
+def _unknown_column(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    # "column": null means no column (as for COUNT), the same as leaving the key out
+    used = [item["column"] for part in (q.calcs, q.filters, q.orders, q.havings) for item in part
+            if item.get("column") is not None]
+    breakdowns = q.query.get("breakdowns") or []
+    if isinstance(breakdowns, list):
+        used += breakdowns
+    known = set(input.get("columns") or [])
+    return [f"column {c!r} is not in the dataset's columns" for c in
+            (c if isinstance(c, str) else json.dumps(c) for c in used) if c not in known]
+
+
+def _count_with_column(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    return [f"{c['op']} takes no column but got {c['column']!r}" for c in q.calcs
+            if c.get("op") in NO_COLUMN_OPS and c.get("column") is not None]
+
+
+def _missing_column(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    return [f"{c['op']} needs a column" for c in q.calcs if c.get("op") in COLUMN_OPS and not c.get("column")]
+
+
+def _order_not_in_calculations(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    if not q.orders:
+        return []
+    breakdowns = q.query.get("breakdowns")
+    breakdowns = {b for b in breakdowns if isinstance(b, str)} if isinstance(breakdowns, list) else set()
+    problems = []
+    for order in q.orders:
+        if order.get("op") is None:
+            if order.get("column") not in breakdowns:
+                problems.append(f"order by {order.get('column')!r} is neither a calculation nor a breakdown")
+        elif (order.get("op"), order.get("column")) not in q.calc_keys:
+            problems.append(f"order by {order.get('op')}({order.get('column') or ''}) is not a calculation")
+    return problems
+
+
+def _having_not_in_calculations(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    return [f"having on {h.get('calculate_op')}({h.get('column') or ''}) is not a calculation"
+            for h in q.havings if (h.get("calculate_op"), h.get("column")) not in q.calc_keys]
+
+
+def _time_range_not_integer(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    value = q.query.get("time_range")
+    return ([] if value is None or (_is_int(value) and value > 0)
+            else [f"time_range {value!r} is not a positive integer number of seconds"])
+
+
+def _limit_not_integer(q: QueryParts, input: dict[str, Any]) -> list[str]:
+    value = q.query.get("limit")
+    return [] if value is None or (_is_int(value) and value > 0) else [f"limit {value!r} is not a positive integer"]
+
+
+#: The assertions on a parsed query, by failure mode: (parts, input) -> problems found (none = pass).
+#: ``invalid_json`` comes first and gates them all (nothing to check without a JSON object).
+QUERY_CHECKS: dict[str, Callable[[QueryParts, dict[str, Any]], list[str]]] = {
+    "invalid_shape": lambda q, input: _shape_problems(q.query),
+    "unknown_calculation_op": _unknown_calculation_op,
+    "unknown_filter_op": _unknown_filter_op,
+    "unknown_column": _unknown_column,
+    "count_with_column": _count_with_column,
+    "missing_column": _missing_column,
+    "order_not_in_calculations": _order_not_in_calculations,
+    "having_not_in_calculations": _having_not_in_calculations,
+    "time_range_not_integer": _time_range_not_integer,
+    "limit_not_integer": _limit_not_integer,
+}
+assert tuple(QUERY_CHECKS) == CHECK_NAMES[1:], "QUERY_CHECKS must follow CHECK_NAMES"
+_FINDERS = tuple(QUERY_CHECKS.values())
+_SKIPPED = ("skipped: output is not valid JSON",) * (len(CHECK_NAMES) - 1)
+_NOT_JSON = (False,) + (None,) * (len(CHECK_NAMES) - 1)
+
+
+def check_values(input: dict[str, Any], output: str) -> tuple[tuple[bool | None, ...], tuple[str, ...]]:
+    """Every assertion's (passed, detail) as two tuples in CHECK_NAMES order: the fast form of
+    :func:`check` for large batches (no result objects)."""
     query = parse(output)
     if query is None:
         reason = "output is not a JSON object"
         if isinstance(output, str) and strip_code_fences(output) != output.strip():
             reason += " (after stripping code fences)"
-        return [CheckResult("invalid_json", False, reason)] + [
-            CheckResult(name, None, "skipped: output is not valid JSON") for name in CHECK_NAMES[1:]
-        ]
-    results = [CheckResult("invalid_json", True)]
+        return _NOT_JSON, (reason,) + _SKIPPED
+    parts = QueryParts(query)
+    passed: list[bool | None] = [True]
+    details = [""]
+    for find in _FINDERS:
+        problems = find(parts, input)
+        passed.append(not problems)
+        details.append("; ".join(dict.fromkeys(problems)) if problems else "")
+    return tuple(passed), tuple(details)
 
-    def add(name: str, problems: list[str]) -> None:
-        results.append(CheckResult(name, not problems, "; ".join(dict.fromkeys(problems))))
 
-    add("invalid_shape", _shape_problems(query))
-    calcs = _list_of_dicts(query, "calculations")
-    add("unknown_calculation_op",
-        [f"unknown calculation op {c.get('op')!r}" for c in calcs if c.get("op") not in CALCULATION_OPS])
-    add("unknown_filter_op",
-        [f"unknown filter op {f.get('op')!r}" for f in _list_of_dicts(query, "filters")
-         if f.get("op") not in FILTER_OPS]
-        + [f"unknown having op {h.get('op')!r}" for h in _list_of_dicts(query, "havings")
-           if h.get("op") not in HAVING_OPS])
-    known = set(input.get("columns") or [])
-    add("unknown_column",
-        [f"column {c!r} is not in the dataset's columns" for c in _columns_used(query) if c not in known])
-    add("count_with_column",
-        [f"{c['op']} takes no column but got {c['column']!r}" for c in calcs
-         if c.get("op") in NO_COLUMN_OPS and c.get("column") is not None])
-    add("missing_column",
-        [f"{c['op']} needs a column" for c in calcs
-         if c.get("op") in COLUMN_OPS and not c.get("column")])
-    calc_keys = {(c.get("op"), c.get("column")) for c in calcs}
-    breakdowns = set(b for b in (query.get("breakdowns") or []) if isinstance(b, str))
-    order_problems = []
-    for order in _list_of_dicts(query, "orders"):
-        if order.get("op") is None:
-            if order.get("column") not in breakdowns:
-                order_problems.append(f"order by {order.get('column')!r} is neither a calculation nor a breakdown")
-        elif (order.get("op"), order.get("column")) not in calc_keys:
-            order_problems.append(f"order by {order.get('op')}({order.get('column') or ''}) is not a calculation")
-    add("order_not_in_calculations", order_problems)
-    add("having_not_in_calculations",
-        [f"having on {h.get('calculate_op')}({h.get('column') or ''}) is not a calculation"
-         for h in _list_of_dicts(query, "havings")
-         if (h.get("calculate_op"), h.get("column")) not in calc_keys])
-    time_range = query.get("time_range")
-    add("time_range_not_integer",
-        [] if time_range is None or (_is_int(time_range) and time_range > 0)
-        else [f"time_range {time_range!r} is not a positive integer number of seconds"])
-    limit = query.get("limit")
-    add("limit_not_integer",
-        [] if limit is None or (_is_int(limit) and limit > 0)
-        else [f"limit {limit!r} is not a positive integer"])
-    return results
+def check(input: dict[str, Any], output: str) -> list[CheckResult]:
+    """Run every nl2query assertion on ``output`` for ``input``; one result per CHECK_NAMES."""
+    passed, details = check_values(input, output)
+    return [CheckResult(name, ok, why) for name, ok, why in zip(CHECK_NAMES, passed, details)]
 
 
 def _canonical_filter(f: dict[str, Any]) -> dict[str, Any]:
@@ -251,109 +314,10 @@ def validate_input(input: Any) -> str | None:
     return None
 
 
-# --- offline synthetic generators -----------------------------------------------------------
-
-_LAST_N_HOURS = re.compile(r"\b(?:last|past) (\d+) hours\b")
-_TOP_N = re.compile(r"\btop (\d+)\b")
-
-
-def _column_roles(examples: list[Example]) -> dict[tuple[str, str], set[str]]:
-    """Columns seen in each (dataset, role) across valid examples: the pool for substitution."""
-    roles: dict[tuple[str, str], set[str]] = {}
-    for ex in examples:
-        query = parse(ex.output)
-        if query is None:
-            continue
-        dataset = ex.input.get("dataset", "")
-        for role, col in _roles_of(query):
-            roles.setdefault((dataset, role), set()).add(col)
-    return roles
-
-
-def _roles_of(query: dict[str, Any]) -> list[tuple[str, str]]:
-    out = [(f"calc:{c.get('op')}", c["column"]) for c in _list_of_dicts(query, "calculations")
-           if isinstance(c.get("column"), str)]
-    out += [(f"filter:{f.get('op')}", f["column"]) for f in _list_of_dicts(query, "filters")
-            if isinstance(f.get("column"), str) and "value" not in f]
-    out += [("breakdown", b) for b in query.get("breakdowns") or [] if isinstance(b, str)]
-    return out
-
-
-def _replace_column(value: Any, old: str, new: str) -> Any:
-    if isinstance(value, dict):
-        return {k: (new if k == "column" and v == old else _replace_column(v, old, new))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [new if v == old else _replace_column(v, old, new) for v in value]
-    return value
-
-
-def _substitute_column(ex: Example, roles: dict, rng: random.Random) -> Example | None:
-    query = parse(ex.output)
-    if query is None:
-        return None
-    candidates = [(role, col) for role, col in _roles_of(query) if col in ex.input["question"]]
-    if not candidates:
-        return None
-    role, old = rng.choice(candidates)
-    used = set(_columns_used(query))
-    pool = sorted(roles.get((ex.input.get("dataset", ""), role), set()) - used)
-    pool = [c for c in pool if c in ex.input["columns"] and c not in ex.input["question"]]
-    if not pool:
-        return None
-    new = rng.choice(pool)
-    question = re.sub(rf"(?<![\w.]){re.escape(old)}(?![\w.])", new, ex.input["question"])
-    if question == ex.input["question"]:
-        return None
-    new_query = _replace_column(query, old, new)
-    return Example({**ex.input, "question": question}, dump(canonical(new_query)))
-
-
-def _vary_number(ex: Example, pattern: re.Pattern, key: str, scale: int, choices: list[int],
-                 rng: random.Random) -> Example | None:
-    query = parse(ex.output)
-    match = pattern.search(ex.input["question"])
-    if query is None or match is None or query.get(key) != int(match.group(1)) * scale:
-        return None
-    n = rng.choice([c for c in choices if c != int(match.group(1))])
-    question = ex.input["question"][: match.start(1)] + str(n) + ex.input["question"][match.end(1):]
-    return Example({**ex.input, "question": question}, dump(canonical({**query, key: n * scale})))
-
-
-GENERATORS = {
-    "substitute_column": lambda ex, roles, rng: _substitute_column(ex, roles, rng),
-    "vary_time_range": lambda ex, roles, rng: _vary_number(
-        ex, _LAST_N_HOURS, "time_range", 3600, [2, 3, 4, 6, 8, 12, 24, 48], rng),
-    "vary_limit": lambda ex, roles, rng: _vary_number(ex, _TOP_N, "limit", 1, [3, 5, 10, 15, 20, 25], rng),
-}
-
-
 def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[SyntheticExample]:
-    """Up to ``n`` examples from column substitution and time-range/limit variation.
-
-    Only outputs that pass every assertion are returned; duplicates of each other or of the
-    seed examples are not.
-    """
-    roles = _column_roles(examples)
-    seen = {(json.dumps(ex.input, sort_keys=True), normalise(ex.output)) for ex in examples}
-    out: list[SyntheticExample] = []
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    names = sorted(GENERATORS)
-    for attempt, index in enumerate(order * 3):
-        if len(out) >= n:
-            break
-        # rotate per pass so that every seed meets every generator over the three passes
-        name = names[(attempt % len(order) + attempt // len(order)) % len(names)]
-        new = GENERATORS[name](examples[index], roles, rng)
-        if new is None or not all(r.passed is not False for r in check(new.input, new.output)):
-            continue
-        key = (json.dumps(new.input, sort_keys=True), normalise(new.output))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(SyntheticExample(new.input, new.output, index, name))
-    return out
+    """Offline synthetic examples (:mod:`pipeline.engine.tasks.nl2query_synth`, imported here to avoid a cycle)."""
+    from pipeline.engine.tasks.nl2query_synth import synthesize as offline
+    return offline(examples, n, rng)
 
 
 class NL2Query:
@@ -366,6 +330,7 @@ class NL2Query:
     prompt = staticmethod(prompt)
     validate_input = staticmethod(validate_input)
     check = staticmethod(check)
+    check_values = staticmethod(check_values)
     normalise = staticmethod(normalise)
     synthesize = staticmethod(synthesize)
 
