@@ -1,59 +1,71 @@
 """Curate training examples from traces, people's corrections and synthetic data, with splits.
 
-Splits are group-aware and stable: an example's group is its normalised question on its
-dataset, so a trace, its correction and every synthetic example derived from it share a group;
-the split is a hash of the group id, so existing examples keep their split as data arrives.
-The test split holds only real examples (traces and corrections), never synthetic ones.
+:func:`real_examples` picks what production and people give; :func:`curate` drops failing
+outputs, duplicates (on input, on output, on the pair), examples outside the complexity bounds,
+train examples that near-duplicate a test input and synthetic examples over their split's cap,
+and assigns every group a split (:mod:`pipeline.engine.splits`). Every drop is counted by reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
-import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import polars as pl
 
 from pipeline.engine.annotations import latest_decisions
-from pipeline.engine.tasks import Example, Task
+from pipeline.engine.dedup import DEFAULT_THRESHOLD, input_key, near_duplicate_pairs
+from pipeline.engine.splits import NO_FAILURE, SPLITS, SplitConfig, assign_splits, group_id, split_sizes
+from pipeline.engine.tasks import Task
 
 EXAMPLE_SCHEMA = {
     "example_id": pl.String, "source": pl.String, "group_id": pl.String, "split": pl.String,
-    "input": pl.String, "output": pl.String, "parent_id": pl.String,
-    "created_at": pl.Datetime("us", "UTC"),
+    "input": pl.String, "output": pl.String, "parent_id": pl.String, "failure_mode": pl.String,
+    "complexity": pl.Int64, "created_at": pl.Datetime("us", "UTC"),
 }
-#: Which example wins when several share an input: a person's correction, then a trace, then synthetic.
+#: Which example wins when several share an input or output: a person's correction, then a trace, then synthetic.
 SOURCE_PRIORITY = {"correction": 0, "trace": 1, "synthetic": 2}
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    """Target shares of validation and test; the rest is train. ``salt`` reshuffles all groups."""
+class CurationConfig:
+    """What curation keeps: complexity bounds (inclusive; None = unbounded), at most
+    ``max_per_output`` examples per output, at most ``max_synthetic_share`` synthetic examples in
+    a split, and the near-duplicate threshold for test leakage."""
 
-    validation: float = 0.1
-    test: float = 0.15
-    salt: str = "flywheel-v1"
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    min_complexity: int | None = 2
+    max_complexity: int | None = 30
+    max_per_output: int = 10
+    max_synthetic_share: float = 0.4
+    near_duplicate_threshold: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_synthetic_share < 1:
+            raise ValueError(f"max_synthetic_share must be in [0, 1), got {self.max_synthetic_share}")
+        if self.max_per_output < 1:
+            raise ValueError(f"max_per_output must be at least 1, got {self.max_per_output}")
 
 
-def group_id(input_json: str) -> str:
-    """Group of an input: its dataset and its question, lower-cased with spaces collapsed."""
-    value = json.loads(input_json)
-    question = re.sub(r"\s+", " ", str(value.get("question", "")).strip().lower())
-    key = f"{value.get('dataset', '')}\x1f{question}"
-    return "g_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+def complexity(output: str) -> int:
+    """Size of an output: the number of scalar values in it when it is JSON, else its word count."""
+    try:
+        value = json.loads(output)
+    except (json.JSONDecodeError, TypeError):
+        return len(str(output).split())
 
+    def leaves(v: Any) -> int:
+        if isinstance(v, dict):
+            return sum(leaves(x) for x in v.values())
+        if isinstance(v, list):
+            return sum(leaves(x) for x in v)
+        return 1
 
-def assign_split(group: str, config: SplitConfig) -> str:
-    """train / validation / test for a group, by a stable hash."""
-    bucket = int(hashlib.sha256(f"{config.salt}\x1f{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    if bucket < config.test:
-        return "test"
-    if bucket < config.test + config.validation:
-        return "validation"
-    return "train"
+    return leaves(value)
 
 
 def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: pl.DataFrame,
@@ -61,88 +73,155 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
     """Examples from production: traces that pass every assertion and were not judged bad by a
     person (output normalised), and people's corrections (replacing the trace's output).
 
-    Columns: example_id, source, parent_id (the trace), input, output.
+    Columns: example_id, source, parent_id (the trace), input, output, failure_mode (what the
+    corrected trace got wrong: the person's label, else its first failing check in the task's
+    order; None for traces).
     """
-    failing = evaluations.filter(pl.col("passed") == False).select("trace_id").unique()  # noqa: E712
+    failing = evaluations.filter(pl.col("passed") == False)  # noqa: E712
+    order = {name: i for i, name in enumerate(task.check_names)}
+    first_failure = (failing.with_columns(rank=pl.col("check_name").replace_strict(order, default=len(order),
+                                                                                   return_dtype=pl.Int64))
+                     .sort("trace_id", "rank").group_by("trace_id", maintain_order=True)
+                     .agg(pl.col("check_name").first().alias("failed")))
     decisions = latest_decisions(annotations)
     judged_bad = decisions.filter(pl.col("label") == "bad").select("trace_id")
     passing = (traces.filter(pl.col("error").is_null() | (pl.col("output") != ""))
                .join(evaluations.select("trace_id").unique(), on="trace_id", how="semi")
-               .join(failing, on="trace_id", how="anti")
+               .join(failing.select("trace_id").unique(), on="trace_id", how="anti")
                .join(judged_bad, on="trace_id", how="anti"))
     from_traces = passing.select(
         ("trace:" + pl.col("trace_id")).alias("example_id"), pl.lit("trace").alias("source"),
         pl.col("trace_id").alias("parent_id"), "input",
-        pl.col("output").map_elements(task.normalise, return_dtype=pl.String).alias("output"))
+        pl.col("output").map_elements(task.normalise, return_dtype=pl.String).alias("output"),
+        pl.lit(None, pl.String).alias("failure_mode"))
     from_people = (decisions.filter(pl.col("correction").is_not_null())
                    .join(traces.select("trace_id", "input"), on="trace_id", how="inner")
+                   .join(first_failure, on="trace_id", how="left")
                    .select(("correction:" + pl.col("trace_id")).alias("example_id"),
                            pl.lit("correction").alias("source"), pl.col("trace_id").alias("parent_id"),
                            "input",
-                           pl.col("correction").map_elements(task.normalise, return_dtype=pl.String).alias("output")))
+                           pl.col("correction").map_elements(task.normalise, return_dtype=pl.String).alias("output"),
+                           pl.coalesce("failure_mode", "failed").alias("failure_mode")))
     return pl.concat([from_traces, from_people]).filter(pl.col("output").is_not_null())
 
 
-def synthesize(seeds: pl.DataFrame, task: Task, n: int, seed: int, split_config: SplitConfig,
-               now: datetime | None = None) -> pl.DataFrame:
-    """Up to ``n`` synthetic examples from seed examples in the train and validation groups.
+def real_groups(real: pl.DataFrame) -> dict[str, str]:
+    """Group -> stratum (the first failure mode among its examples, else ``NO_FAILURE``)."""
+    strata: dict[str, str] = {}
+    for input_json, mode in real.select("input", "failure_mode").iter_rows():
+        group = group_id(input_json)
+        if mode is not None and strata.get(group, NO_FAILURE) == NO_FAILURE:
+            strata[group] = mode
+        strata.setdefault(group, NO_FAILURE)
+    return strata
 
-    Seeds from test groups are never used, so nothing derived from a test example can train.
-    Columns of the synthetic_examples table.
+
+def plan_splits(real: pl.DataFrame, config: SplitConfig, previous: dict[str, str] | None = None) -> dict[str, str]:
+    """Group -> split for every group of the real examples (before any curation drops, so the
+    synthetic stage, which must not use test seeds, sees the same plan as curation)."""
+    return assign_splits(real_groups(real), config, previous)
+
+
+def outside_test(real: pl.DataFrame, splits: dict[str, str]) -> pl.DataFrame:
+    """The real examples whose group is not in test: the only ones synthetic data may derive from."""
+    return real.filter(pl.col("input").map_elements(lambda i: splits[group_id(i)], return_dtype=pl.String) != "test")
+
+
+def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: CurationConfig,
+           previous: dict[str, str] | None = None, now: datetime | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """training_examples rows and a report: candidates, what was dropped and why, split sizes.
+
+    ``previous`` (group -> split, from the table) keeps existing groups in their split.
+    Synthetic examples join their parent's group; those whose parent is not curated any more
+    are dropped, as are those in a test group.
     """
     now = now or datetime.now(timezone.utc)
-    usable = seeds.filter(
-        pl.col("input").map_elements(lambda i: assign_split(group_id(i), split_config), return_dtype=pl.String) != "test")
-    examples = [Example(json.loads(i), o) for i, o in usable.select("input", "output").iter_rows()]
-    parents = usable["example_id"].to_list()
-    generated = task.synthesize(examples, n, random.Random(seed))
-    rows = []
-    for ex in generated:
-        input_json = json.dumps(ex.input, ensure_ascii=False)
-        digest = hashlib.sha256(f"{input_json}\x1f{ex.output}".encode()).hexdigest()[:24]
-        rows.append({"example_id": f"synthetic:{digest}", "parent_id": parents[ex.parent_index],
-                     "generator": ex.generator, "input": input_json, "output": ex.output,
-                     "seed": seed, "created_at": now})
-    schema = {"example_id": pl.String, "parent_id": pl.String, "generator": pl.String, "input": pl.String,
-              "output": pl.String, "seed": pl.Int64, "created_at": pl.Datetime("us", "UTC")}
-    return pl.DataFrame(rows, schema=schema).unique("example_id", keep="first", maintain_order=True)
+    dropped: Counter = Counter()
+    parent_groups = {e: group_id(i) for e, i in real.select("example_id", "input").iter_rows()}
+    synth = synthetic.select("example_id", pl.lit("synthetic").alias("source"), "parent_id", "input", "output",
+                             pl.lit(None, pl.String).alias("failure_mode"))
+    rows = [dict(r, order=n) for n, r in enumerate(pl.concat([real.select(synth.columns), synth]).iter_rows(named=True))]
+    report: dict[str, Any] = {"candidates": len(rows)}
+
+    kept = []
+    for row in rows:
+        if row["source"] == "synthetic" and row["parent_id"] not in parent_groups:
+            dropped["synthetic_parent_not_curated"] += 1
+            continue
+        if row["output"] is None or any(r.passed is False for r in task.check(json.loads(row["input"]), row["output"])):
+            dropped["failing_output"] += 1
+            continue
+        row["group_id"] = parent_groups[row["parent_id"]] if row["source"] == "synthetic" else group_id(row["input"])
+        row["complexity"] = complexity(row["output"])
+        row["input_key"] = input_key(row["input"])
+        kept.append(row)
+    kept.sort(key=lambda r: (SOURCE_PRIORITY[r["source"]], r["order"]))
+    kept = _first_per(kept, lambda r: (r["input_key"], r["output"]), 1, "duplicate_pair", dropped)
+    kept = _first_per(kept, lambda r: r["input_key"], 1, "duplicate_input", dropped)
+    low, high = config.min_complexity, config.max_complexity
+    dropped["too_simple"] += sum(1 for r in kept if low is not None and r["complexity"] < low)
+    dropped["too_complex"] += sum(1 for r in kept if high is not None and r["complexity"] > high)
+    kept = [r for r in kept if (low is None or r["complexity"] >= low) and (high is None or r["complexity"] <= high)]
+    kept = _first_per(kept, lambda r: r["output"], config.max_per_output, "over_max_per_output", dropped)
+
+    splits = plan_splits(real, config.splits, previous)
+    for r in kept:
+        r["split"] = splits[r["group_id"]]
+    dropped["synthetic_in_test"] += sum(1 for r in kept if r["split"] == "test" and r["source"] == "synthetic")
+    kept = [r for r in kept if not (r["split"] == "test" and r["source"] == "synthetic")]
+    kept = _drop_near_duplicates_of_test(kept, config.near_duplicate_threshold, dropped)
+    kept = _cap_synthetic(kept, config.max_synthetic_share, dropped)
+
+    report["dropped"] = {k: v for k, v in sorted(dropped.items()) if v}
+    report["splits"] = {split: _split_report(kept, split) for split in SPLITS}
+    report["real_split_sizes"] = split_sizes([r["split"] for r in kept if r["source"] != "synthetic"], config.splits)
+    kept.sort(key=lambda r: r["order"])
+    result = pl.DataFrame([{**{k: r[k] for k in EXAMPLE_SCHEMA if k != "created_at"}, "created_at": now} for r in kept],
+                          schema=EXAMPLE_SCHEMA)
+    return result, report
 
 
-def curate(real: pl.DataFrame, synthetic: pl.DataFrame, split_config: SplitConfig,
-           now: datetime | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
-    """training_examples rows and counts of what was dropped and why.
-
-    Deduplicates on input (keeping a correction over a trace over a synthetic example, then the
-    first seen), assigns group and split, and drops synthetic examples whose group is in test.
-    """
-    now = now or datetime.now(timezone.utc)
-    parent_groups = real.select(pl.col("example_id").alias("parent_id"),
-                                pl.col("input").map_elements(group_id, return_dtype=pl.String).alias("parent_group"))
-    synth = (synthetic.select("example_id", pl.lit("synthetic").alias("source"), "parent_id", "input", "output")
-             .join(parent_groups, on="parent_id", how="left"))
-    frame = pl.concat([real.with_columns(parent_group=pl.lit(None, pl.String)), synth], how="diagonal_relaxed")
-    frame = frame.with_columns(
-        group_id=pl.coalesce("parent_group", pl.col("input").map_elements(group_id, return_dtype=pl.String)),
-        priority=pl.col("source").replace_strict(SOURCE_PRIORITY, return_dtype=pl.Int8),
-        input_key=pl.col("input").map_elements(_input_key, return_dtype=pl.String),
-    ).with_row_index("order")
-    counts = {"candidates": frame.height}
-    deduped = frame.sort("priority", "order").unique("input_key", keep="first", maintain_order=True)
-    counts["dropped_duplicate_input"] = frame.height - deduped.height
-    with_split = deduped.with_columns(
-        split=pl.col("group_id").map_elements(lambda g: assign_split(g, split_config), return_dtype=pl.String))
-    kept = with_split.filter(~((pl.col("split") == "test") & (pl.col("source") == "synthetic")))
-    counts["dropped_synthetic_in_test"] = with_split.height - kept.height
-    counts.update({f"split_{k}": v for k, v in kept.group_by("split").len().iter_rows()})
-    result = (kept.sort("order").select("example_id", "source", "group_id", "split", "input", "output", "parent_id")
-              .with_columns(created_at=pl.lit(now)).cast(EXAMPLE_SCHEMA))
-    return result, counts
+def _first_per(rows: list[dict], key, limit: int, reason: str, dropped: Counter) -> list[dict]:
+    """The first ``limit`` rows per key (rows are in priority order); the rest counted as ``reason``."""
+    seen: Counter = Counter()
+    out = []
+    for row in rows:
+        k = key(row)
+        seen[k] += 1
+        if seen[k] <= limit:
+            out.append(row)
+        else:
+            dropped[reason] += 1
+    return out
 
 
-def _input_key(input_json: str) -> str:
-    value = json.loads(input_json)
-    question = re.sub(r"\s+", " ", str(value.get("question", "")).strip().lower())
-    return json.dumps([question, value.get("columns")], ensure_ascii=False)
+def _drop_near_duplicates_of_test(rows: list[dict], threshold: float, dropped: Counter) -> list[dict]:
+    """Train and validation examples whose input near-duplicates a test input would leak it."""
+    test = [(r["example_id"], r["input"]) for r in rows if r["split"] == "test"]
+    leaking = {k for k, _ in near_duplicate_pairs(test, [(r["example_id"], r["input"]) for r in rows
+                                                         if r["split"] != "test"], threshold)}
+    dropped["near_duplicate_of_test"] += len(leaking)
+    return [r for r in rows if r["example_id"] not in leaking]
+
+
+def _cap_synthetic(rows: list[dict], cap: float, dropped: Counter) -> list[dict]:
+    """Drop synthetic examples (in a stable hash order) until each split's synthetic share is at most ``cap``."""
+    out = [r for r in rows if r["source"] != "synthetic"]
+    for split in SPLITS:
+        real = sum(1 for r in out if r["split"] == split)
+        synthetic = sorted((r for r in rows if r["source"] == "synthetic" and r["split"] == split),
+                           key=lambda r: hashlib.sha256(r["example_id"].encode()).hexdigest())
+        allowed = int(cap * real / (1 - cap) + 1e-9)
+        out += synthetic[:allowed]
+        dropped[f"synthetic_over_cap_in_{split}"] += max(0, len(synthetic) - allowed)
+    return out
+
+
+def _split_report(rows: list[dict], split: str) -> dict[str, Any]:
+    in_split = [r for r in rows if r["split"] == split]
+    synthetic = sum(1 for r in in_split if r["source"] == "synthetic")
+    return {"examples": len(in_split), "synthetic": synthetic,
+            "synthetic_share": round(synthetic / len(in_split), 4) if in_split else 0.0}
 
 
 def data_version(examples: pl.DataFrame, splits: tuple[str, ...] = ("train", "validation")) -> str:

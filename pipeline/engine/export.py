@@ -4,29 +4,96 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 
+from pipeline.engine.scrub import DEFAULT_PATTERNS, Pattern, scrub_json_text, scrub_text
 from pipeline.engine.tasks import Task
 
 ROLES = ("system", "user", "assistant")
 MIN_EXAMPLES = 10
+#: OpenAI's per-example token limit for current fine-tunable models (gpt-4o-mini, gpt-4.1 family).
+MAX_TOKENS_PER_EXAMPLE = 65_536
+#: Tokens a chat message costs beyond its content (role and separators), as in OpenAI's cookbook.
+TOKENS_PER_MESSAGE = 3
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """Counts the tokens of a text; ``method`` says how (a tokenizer, or an estimate)."""
+
+    count: Callable[[str], int]
+    method: str
+
+    def example_tokens(self, record: dict[str, Any]) -> int:
+        """Tokens of one chat record: contents plus per-message overhead."""
+        return sum(self.count(m["content"]) + TOKENS_PER_MESSAGE for m in record["messages"])
+
+
+def token_counter(encoding: str = "o200k_base") -> TokenCounter:
+    """tiktoken's ``encoding`` when it is installed and its encoding file is available (it
+    downloads it on first use, so offline it usually is not), else characters / 4, labelled estimate."""
+    try:
+        import tiktoken
+
+        enc = tiktoken.get_encoding(encoding)
+        return TokenCounter(lambda text: len(enc.encode(text, disallowed_special=())), f"tiktoken {encoding}")
+    except Exception:  # not installed, or the encoding cannot be downloaded here
+        return TokenCounter(lambda text: -(-len(text) // 4), "estimate: characters / 4 (tiktoken encoding unavailable)")
+
+
+def training_cost(tokens: int, epochs: int, price_per_1m_tokens: float) -> float:
+    """Estimated cost of training on ``tokens`` tokens for ``epochs`` epochs, in the price's currency."""
+    return round(tokens * epochs * price_per_1m_tokens / 1_000_000, 4)
 
 
 def chat_records(examples: pl.DataFrame, task: Task) -> list[dict[str, Any]]:
-    """One {"messages": [...]} record per example: the task's prompt, then the output."""
-    return [{"messages": task.prompt(json.loads(i)) + [{"role": "assistant", "content": o}]}
-            for i, o in examples.select("input", "output").iter_rows()]
+    """One {"messages": [...]} record per example: the task's prompt, then the output, with the
+    example's ``weight`` (0/1) on the assistant message when the frame has a weight column."""
+    weights = examples["weight"].to_list() if "weight" in examples.columns else [None] * examples.height
+    return [{"messages": task.prompt(json.loads(i)) + [
+                {"role": "assistant", "content": o, **({"weight": w} if w is not None else {})}]}
+            for (i, o), w in zip(examples.select("input", "output").iter_rows(), weights)]
 
 
-def format_problems(records: list[dict[str, Any]], min_examples: int = MIN_EXAMPLES) -> list[str]:
+def scrub_records(records: list[dict[str, Any]], patterns: Iterable[Pattern] = DEFAULT_PATTERNS
+                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Copies of chat records with PII scrubbed from user and assistant messages (JSON outputs
+    stay valid JSON), and the count of replacements per pattern name. The system prompt is ours."""
+    counts: dict[str, int] = {}
+    out = []
+    for record in records:
+        messages = []
+        for message in record["messages"]:
+            if message["role"] != "system":
+                scrubbed = _scrub_content(message["content"], patterns)
+                for name, n in scrubbed.counts.items():
+                    counts[name] = counts.get(name, 0) + n
+                message = {**message, "content": scrubbed.text}
+            messages.append(message)
+        out.append({**record, "messages": messages})
+    return out, counts
+
+
+def _scrub_content(content: str, patterns: Iterable[Pattern]):
+    try:
+        return scrub_json_text(content, patterns)
+    except json.JSONDecodeError:
+        return scrub_text(content, patterns)
+
+
+def format_problems(records: list[dict[str, Any]], min_examples: int = MIN_EXAMPLES,
+                    counter: TokenCounter | None = None,
+                    max_tokens_per_example: int = MAX_TOKENS_PER_EXAMPLE) -> list[str]:
     """Why ``records`` would be refused as a fine-tuning file (empty when they are fine).
 
     Rules: each record has messages with a known role and non-empty string content, at least one
     assistant message, ``weight`` only on assistant messages and only 0 or 1; at least
-    ``min_examples`` records.
+    ``min_examples`` records; with a ``counter``, at most ``max_tokens_per_example`` tokens each.
     """
     problems = []
     if len(records) < min_examples:
@@ -48,12 +115,11 @@ def format_problems(records: list[dict[str, Any]], min_examples: int = MIN_EXAMP
                 problems.append(f"example {n} message {m}: weight is allowed only as 0/1 on assistant messages")
         if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
             problems.append(f"example {n}: no assistant message")
+        elif counter is not None and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+            tokens = counter.example_tokens(record)
+            if tokens > max_tokens_per_example:
+                problems.append(f"example {n}: {tokens} tokens; at most {max_tokens_per_example} are allowed")
     return problems
-
-
-def approx_tokens(records: list[dict[str, Any]]) -> int:
-    """Rough token count (characters / 4): an estimate, not a tokenizer's count."""
-    return sum(len(m["content"]) for r in records for m in r["messages"]) // 4
 
 
 def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:

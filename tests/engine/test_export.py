@@ -5,7 +5,8 @@ import json
 import polars as pl
 import pytest
 
-from pipeline.engine.export import approx_tokens, chat_records, format_problems, write_jsonl
+from pipeline.engine.export import (TOKENS_PER_MESSAGE, TokenCounter, chat_records, format_problems, token_counter,
+                                    training_cost, write_jsonl)
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")
@@ -83,10 +84,50 @@ def test_problems_name_the_right_example():
     assert format_problems(records) == ["example 11 message 2: empty content"]
 
 
-def test_approx_tokens_is_characters_over_four():
-    records = [{"messages": [{"role": "user", "content": "a" * 10}, {"role": "assistant", "content": "b" * 30}]}]
-    assert approx_tokens(records) == 10
-    assert approx_tokens(valid(2)) == sum(len(m["content"]) for r in valid(2) for m in r["messages"]) // 4
+def test_token_counter_falls_back_to_a_labelled_estimate_offline():
+    counter = token_counter()
+    try:
+        import tiktoken  # noqa: F401
+        tokenizer_here = counter.method.startswith("tiktoken")
+    except ImportError:
+        tokenizer_here = False
+    if tokenizer_here:
+        assert counter.count("hello world") == 2
+    else:
+        assert counter.method.startswith("estimate") and "tiktoken" in counter.method
+        assert counter.count("a" * 10) == 3 and counter.count("") == 0
+    assert token_counter("no-such-encoding").method.startswith("estimate")
+
+
+def test_example_tokens_add_the_per_message_overhead():
+    counter = TokenCounter(lambda text: len(text.split()), "words")
+    record = {"messages": [{"role": "user", "content": "one two"}, {"role": "assistant", "content": "three"}]}
+    assert counter.example_tokens(record) == 3 + 2 * TOKENS_PER_MESSAGE
+
+
+def test_examples_over_the_token_limit_are_refused():
+    counter = TokenCounter(lambda text: len(text), "characters")
+    records = valid(10)
+    records[3]["messages"][1]["content"] = "x" * 5000
+    limit = max(counter.example_tokens(r) for i, r in enumerate(records) if i != 3)
+    problems = format_problems(records, counter=counter, max_tokens_per_example=limit)
+    assert len(problems) == 1 and problems[0].startswith("example 4: ") and f"at most {limit}" in problems[0]
+    assert format_problems(records, counter=counter, max_tokens_per_example=counter.example_tokens(records[3])) == []
+    assert format_problems(records) == []  # no counter, no token rule
+
+
+def test_training_cost_is_tokens_times_epochs_times_price():
+    assert training_cost(2_000_000, 3, 3.0) == 18.0
+    assert training_cost(0, 3, 3.0) == 0.0
+    assert training_cost(500_000, 1, 25.0) == 12.5
+
+
+def test_weight_column_goes_on_the_assistant_message():
+    frame = examples(3).with_columns(weight=pl.Series([1, 0, None]))
+    records = chat_records(frame, TASK)
+    assert [r["messages"][-1].get("weight") for r in records] == [1, 0, None]
+    assert all("weight" not in m for r in records for m in r["messages"][:-1])
+    assert format_problems(records, min_examples=3) == []
 
 
 def test_write_jsonl_writes_every_record_and_leaves_no_temp(tmp_path):
@@ -112,3 +153,23 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
         write_jsonl(valid(3) + [{"messages": {1, 2}}], path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]
+
+
+def test_scrub_records_removes_pii_from_user_and_assistant_but_keeps_json_valid():
+    from pipeline.engine.export import scrub_records
+
+    records = [{"messages": [
+        {"role": "system", "content": "Translate questions."},
+        {"role": "user", "content": "Columns: user.email\nQuestion: count where user.email is 'ana.lopez@example.com'"},
+        {"role": "assistant", "content": json.dumps({"calculations": [{"op": "COUNT"}], "filters": [
+            {"column": "user.email", "op": "=", "value": "ana.lopez@example.com"},
+            {"column": "client.ip", "op": "=", "value": "203.0.113.7"}]})},
+    ]}]
+    scrubbed, counts = scrub_records(records)
+    text = json.dumps(scrubbed)
+    assert "ana.lopez@example.com" not in text and "203.0.113.7" not in text
+    assert counts == {"email": 2, "ip_address": 1}
+    assistant = json.loads(scrubbed[0]["messages"][2]["content"])
+    assert assistant["filters"][0]["column"] == "user.email"  # column names are not PII
+    assert scrubbed[0]["messages"][0] == records[0]["messages"][0]
+    assert "ana.lopez@example.com" in records[0]["messages"][1]["content"]  # the input is not modified

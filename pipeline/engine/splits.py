@@ -1,0 +1,87 @@
+"""Group-aware, stratified and stable train / validation / test splits.
+
+A group is a question on its dataset: a trace, people's corrections of it and every synthetic
+example derived from it share one, and a group lies in exactly one split. Groups already
+assigned keep their split (``previous``), so eval numbers stay comparable across nightly runs;
+new groups fill each stratum (failure mode) up to its target shares, in the order of a stable
+hash, so the test split mirrors the failure modes of the real data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+SPLITS = ("train", "validation", "test")
+NO_FAILURE = "none"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Target shares of validation and test (the rest is train), the tolerance the size check
+    allows around them, and ``salt``, which reorders groups (effective for new groups only)."""
+
+    validation: float = 0.1
+    test: float = 0.15
+    tolerance: float = 0.05
+    salt: str = "flywheel-v1"
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.validation and 0 <= self.test and self.validation + self.test < 1):
+            raise ValueError(f"split shares must be >= 0 and leave room for train: "
+                             f"validation={self.validation}, test={self.test}")
+
+    def target(self, split: str) -> float:
+        return {"train": 1 - self.validation - self.test, "validation": self.validation, "test": self.test}[split]
+
+
+def group_id(input_json: str) -> str:
+    """Group of an input: its dataset and its question, lower-cased with spaces collapsed."""
+    value = json.loads(input_json)
+    question = re.sub(r"\s+", " ", str(value.get("question", "")).strip().lower())
+    key = f"{value.get('dataset', '')}\x1f{question}"
+    return "g_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def bucket(group: str, salt: str) -> float:
+    """A stable pseudo-random number in [0, 1] for a group."""
+    return int(hashlib.sha256(f"{salt}\x1f{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def assign_splits(strata: dict[str, str], config: SplitConfig,
+                  previous: dict[str, str] | None = None) -> dict[str, str]:
+    """A split for every group in ``strata`` (group -> failure mode, or ``NO_FAILURE``).
+
+    Groups in ``previous`` keep their split. In each stratum, new groups in hash order go to
+    test until the stratum's test groups reach ``round(test * groups in stratum)``, then to
+    validation likewise, then to train.
+    """
+    previous = previous or {}
+    result = {g: previous[g] for g in strata if previous.get(g) in SPLITS}
+    by_stratum: dict[str, list[str]] = defaultdict(list)
+    for group, stratum in strata.items():
+        by_stratum[stratum].append(group)
+    for stratum, groups in sorted(by_stratum.items()):
+        new = sorted((g for g in groups if g not in result), key=lambda g: (bucket(g, config.salt), g))
+        for split in ("test", "validation"):
+            have = sum(1 for g in groups if result.get(g) == split)
+            want = max(0, round(config.target(split) * len(groups)) - have)
+            for group in new[:want]:
+                result[group] = split
+            new = new[want:]
+        result.update({g: "train" for g in new})
+    return result
+
+
+def split_sizes(splits_of_real: list[str], config: SplitConfig) -> dict[str, dict[str, float]]:
+    """Share of real examples in each split against its target, and whether it is within tolerance."""
+    total = len(splits_of_real) or 1
+    out = {}
+    for split in SPLITS:
+        share = sum(1 for s in splits_of_real if s == split) / total
+        out[split] = {"share": round(share, 4), "target": config.target(split),
+                      "within_tolerance": abs(share - config.target(split)) <= config.tolerance}
+    return out
