@@ -41,4 +41,4 @@ demo-data: install
 	$(BIN)/python scripts/make_demo_data.py --out data/demo
 
 clean:
-	rm -rf $(VENV) .dagster_home data/flywheel.duckdb data/flywheel.duckdb.wal data/models data/exports
+	rm -rf $(VENV) .dagster_home data/flywheel.duckdb data/flywheel.duckdb.wal data/models data/exports data/reports

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import duckdb
 
@@ -18,11 +19,12 @@ def summary(database: str) -> str:
         for table in CONTRACT_TABLES:
             count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             lines.append(f"  {table:<20} {count:>8,} rows")
-        report = conn.execute("""SELECT model_id, baseline_model_id, n_examples, r.metrics, verdict FROM eval_reports r
+        report = conn.execute("""SELECT model_id, baseline_model_id, n_examples, r.metrics, verdict, test_set_version
+            FROM eval_reports r
             JOIN fine_tuned_models m USING (model_id) WHERE r.baseline_model_id = m.base_model
             ORDER BY r.created_at DESC LIMIT 1""").fetchone()
         if report:
-            model_id, baseline_id, n, metrics, verdict = report
+            model_id, baseline_id, n, metrics, verdict, test_set = report
             comparison = json.loads(metrics)["comparison"]
             lines += ["", f"Latest eval report ({n} real test traces never seen in training):",
                       f"  {'':<28}{'base':>10}{'fine-tuned':>12}{'McNemar p':>11}"]
@@ -31,6 +33,9 @@ def summary(database: str) -> str:
                 lines.append(f"  {label:<28}{100 * c['baseline']:>9.1f}%{100 * c['candidate']:>11.1f}%{c['p_value']:>11.2g}")
             lines += [f"  base {baseline_id}", f"  fine-tuned {model_id}: {verdict.replace('_', ' ')}",
                       "  full report: SELECT report_markdown FROM eval_reports ORDER BY created_at DESC LIMIT 1"]
+            reports = sorted((Path(database).parent / "reports").glob(f"*.{test_set}.html"), key=lambda p: p.stat().st_mtime)
+            if reports:
+                lines.append(f"  HTML report with chart: {reports[-1]}")
         promoted = conn.execute("SELECT model_id, reason FROM model_promotions ORDER BY promoted_at DESC LIMIT 1").fetchone()
         lines += ["", f"Promoted model: {promoted[0]} ({promoted[1]})" if promoted else "Promoted model: none yet"]
     lines += ["", "Explore the asset graph, runs and reports in the Dagster UI: make dev  (http://127.0.0.1:3000)"]

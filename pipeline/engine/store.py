@@ -10,7 +10,8 @@ Every write replaces or merges by key, so re-running an asset never duplicates r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -61,12 +62,44 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         model_id VARCHAR NOT NULL, previous_model_id VARCHAR, reason VARCHAR NOT NULL,
         promoted_at TIMESTAMPTZ NOT NULL);
     """),
+    (2, "synthetic provenance, curation strata", """
+    ALTER TABLE synthetic_examples ADD COLUMN IF NOT EXISTS prompt_version VARCHAR;
+    ALTER TABLE synthetic_examples ADD COLUMN IF NOT EXISTS model VARCHAR;
+    ALTER TABLE training_examples ADD COLUMN IF NOT EXISTS failure_mode VARCHAR;
+    ALTER TABLE training_examples ADD COLUMN IF NOT EXISTS complexity BIGINT;
+    """),
+    (3, "ingested files ledger", """
+    CREATE TABLE IF NOT EXISTS ingested_files (
+        source VARCHAR NOT NULL, path VARCHAR NOT NULL, format VARCHAR NOT NULL,
+        size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, offset_bytes BIGINT NOT NULL,
+        lines BIGINT NOT NULL, head_hash VARCHAR, tail_hash VARCHAR,
+        ingested BIGINT NOT NULL, rejected BIGINT NOT NULL, ingested_at TIMESTAMPTZ NOT NULL);
+    """),
+    (4, "judge verdicts", """
+    CREATE TABLE IF NOT EXISTS trace_judgements (
+        judge_version VARCHAR NOT NULL, trace_id VARCHAR NOT NULL, subject VARCHAR NOT NULL,
+        outcome VARCHAR, critique VARCHAR, error VARCHAR, judge_model VARCHAR NOT NULL,
+        prompt_tokens BIGINT, completion_tokens BIGINT, latency_ms DOUBLE,
+        judged_at TIMESTAMPTZ NOT NULL);
+    """),
 ]
 
 CONTRACT_TABLES = (
     "raw_traces", "rejected_traces", "trace_evaluations", "annotations", "labelled_failures",
     "synthetic_examples", "training_examples", "fine_tuned_models", "eval_results", "eval_reports",
 )
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT around the block; ROLLBACK and re-raise on any error or interrupt."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def connect(database: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -90,14 +123,9 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> list[int]:
     for version, name, sql in MIGRATIONS:
         if version in done:
             continue
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(conn):
             conn.execute(sql)
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
         applied.append(version)
     return applied
 
@@ -113,14 +141,10 @@ def _key_match(table: str, key: Sequence[str]) -> str:
 
 def _write(conn: duckdb.DuckDBPyConnection, statements: list[str], batch: pl.DataFrame) -> None:
     conn.register("batch", batch.to_arrow())
-    conn.execute("BEGIN TRANSACTION")
     try:
-        for sql in statements:
-            conn.execute(sql)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+        with transaction(conn):
+            for sql in statements:
+                conn.execute(sql)
     finally:
         conn.unregister("batch")
 

@@ -9,8 +9,9 @@ import pytest
 from assets.ingest import raw_traces
 from pipeline.definitions import ASSET_MODULES, flywheel_job
 from pipeline.engine.store import CONTRACT_TABLES
+from pipeline.resources import JudgeResource
 from pipeline.resources import (
-    AnnotationFiles, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource, TraceFiles,
+    AnnotationFiles, CurationSettings, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource, TraceFiles,
 )
 
 # Columns analysts rely on (DESIGN.md, "DuckDB tables (contract)").
@@ -41,6 +42,8 @@ def tiny_resources(folder, demo):
                                 max_source_tokens=160, max_target_tokens=40, base_max_steps=8,
                                 finetune_max_steps=4, batch_size=16),
         "paths": FlywheelPaths(data_dir=str(folder)),
+        "judge": JudgeResource(),
+        "curation": CurationSettings(),
     }
 
 
@@ -68,7 +71,7 @@ def first_run(tmp_path_factory, tiny_demo):
 def test_whole_graph_materializes(first_run):
     folder, result, events = first_run
     assert result.success
-    assert set(events) == {"raw_traces", "annotations", "trace_evaluations", "labelled_failures",
+    assert set(events) == {"raw_traces", "annotations", "trace_evaluations", "trace_judgements", "labelled_failures",
                            "synthetic_examples", "training_examples", "training_files", "base_model",
                            "fine_tuned_model", "eval_report", "promoted_model"}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
