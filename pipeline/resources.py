@@ -18,7 +18,6 @@ from pipeline.engine.local_model import FINE_TUNE_CONFIG, ModelConfig, TrainConf
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
 from pipeline.engine.splits import SplitConfig
 from pipeline.engine.tasks import Task, load_task
-from pipeline.engine.traces import discover
 
 
 class FlywheelDuckDB(DuckDBResource):
@@ -52,9 +51,6 @@ class TraceFiles(dg.ConfigurableResource):
     source_name: str = "drop_folder"
     max_record_bytes: int = 1_000_000
     settle_seconds: float = 5.0
-
-    def files(self) -> list[Path]:
-        return discover(self.paths)
 
 
 class LangSmithSource(dg.ConfigurableResource):
@@ -166,7 +162,7 @@ class JudgeResource(dg.ConfigurableResource):
 
 
 class LocalTrainer(dg.ConfigurableResource):
-    """The local backend: a small seq2seq transformer built from a config and trained on CPU/GPU.
+    """The local backend: a small seq2seq transformer built from a config and trained on the CPU.
 
     Fields left as None take the engine's demo defaults; set them smaller for tests.
     """

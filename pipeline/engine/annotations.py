@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.engine.checks import failing_traces
 from pipeline.engine.tasks import Task
 from pipeline.engine.traces import REJECTED_SCHEMA, RecordError, parse_timestamp
 
@@ -117,9 +118,8 @@ def labelled_failures(evaluations: pl.DataFrame, annotations: pl.DataFrame) -> p
     """
     decisions = latest_decisions(annotations)
     corrections = decisions.filter(pl.col("correction").is_not_null()).select("trace_id", "correction")
-    assertion = (evaluations.filter(pl.col("passed") == False)  # noqa: E712 (null means not run)
-                 .select("trace_id", pl.col("check_name").alias("failure_mode"),
-                         pl.lit("assertion").alias("label_source"), "detail"))
+    assertion = failing_traces(evaluations).select("trace_id", "failure_mode", pl.lit("assertion").alias("label_source"),
+                                                   "detail")
     human = (decisions.filter(pl.col("label") == "bad")
              .select("trace_id", pl.col("failure_mode").fill_null("unspecified"), pl.lit("human").alias("label_source"),
                      pl.col("critique").alias("detail")))

@@ -11,9 +11,16 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.engine.local_model import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base
+from pipeline.engine.local_model import (
+    LocalSeq2Seq,
+    ModelConfig,
+    TrainConfig,
+    fine_tune,
+    train_base,
+)
 from pipeline.engine.local_model.seq2seq import META_FILE
 from pipeline.engine.tasks import Task
+
 
 def config_hash(*parts: Any) -> str:
     """Short stable hash of configuration objects (dataclasses or JSON-able values)."""
@@ -63,12 +70,18 @@ def is_complete(model_dir: Path) -> bool:
     return (model_dir / META_FILE).is_file()
 
 
+def reused(model_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """The training result saved in a finished model folder, marked as reused."""
+    log(f"model already trained at {model_dir}; reusing it")
+    saved = json.loads((model_dir / META_FILE).read_text()).get("result") or {}
+    return {**saved, "reused": True}
+
+
 def train_base_model(model_dir: Path, corpus: pl.DataFrame, task: Task, model_config: ModelConfig,
                      train_config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """Train the base model unless ``model_dir`` already holds it; returns its training metrics."""
     if is_complete(model_dir):
-        log(f"base model already trained at {model_dir}; reusing it")
-        return {"reused": True}
+        return reused(model_dir, log)
     sources, targets = pairs(corpus, task)
     result = train_base(model_dir, sources, targets, model_config, train_config, log=log)
     return {"reused": False, **asdict(result)}
@@ -83,8 +96,7 @@ def fine_tune_model(base_dir: Path, model_dir: Path, train: pl.DataFrame, valida
     learning the team's data does not make the model forget what it knew (rehearsal).
     """
     if is_complete(model_dir):
-        log(f"model already fine-tuned at {model_dir}; reusing it")
-        return {"reused": True}
+        return reused(model_dir, log)
     sources, targets = pairs(train, task)
     if replay is not None and replay.height:
         replay_sources, replay_targets = pairs(replay, task)

@@ -4,14 +4,14 @@ fake of the OpenAI API), curated splits and their checks, training files."""
 import json
 import re
 
-import dagster as dg
 import duckdb
 import pytest
 
 from assets.curate import synthetic_examples, training_examples, training_files
 from assets.evaluations import labelled_failures, trace_evaluations
 from assets.ingest import annotations, raw_traces
-from tests.assets.test_pipeline import tiny_resources
+from tests.assets.tiny import materialize as materialize_with
+from tests.assets.tiny import tiny_resources
 from tests.fakes.openai_api import FakeOpenAI
 
 ASSETS = [raw_traces, annotations, trace_evaluations, labelled_failures, synthetic_examples, training_examples,
@@ -19,12 +19,7 @@ ASSETS = [raw_traces, annotations, trace_evaluations, labelled_failures, synthet
 
 
 def materialize(folder, demo, run_config=None):
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(ASSETS, resources=tiny_resources(folder, demo), instance=instance,
-                                run_config=run_config or {})
-    events = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
-              for e in result.get_asset_materialization_events()}
-    return result, events
+    return materialize_with(ASSETS, tiny_resources(folder, demo), run_config)
 
 
 def query(folder, sql):

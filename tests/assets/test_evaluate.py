@@ -16,7 +16,7 @@ from pipeline.engine import store
 from pipeline.engine.evaluation import score
 from pipeline.engine.tasks import load_task
 from pipeline.resources import FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
-from tests.assets.test_pipeline import tiny_resources
+from tests.assets.tiny import tiny_resources
 from tests.fakes import FakeOpenAI
 
 TASK = load_task("nl2query")

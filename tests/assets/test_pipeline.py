@@ -9,10 +9,8 @@ import pytest
 from assets.ingest import raw_traces
 from pipeline.definitions import ASSET_MODULES, flywheel_job
 from pipeline.engine.store import CONTRACT_TABLES
-from pipeline.resources import JudgeResource
-from pipeline.resources import (
-    AnnotationFiles, CurationSettings, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource, TraceFiles,
-)
+from tests.assets.tiny import materialize as materialize_with
+from tests.assets.tiny import tiny_resources
 
 # Columns analysts rely on (DESIGN.md, "DuckDB tables (contract)").
 CONTRACT = {
@@ -31,29 +29,10 @@ CONTRACT = {
 }
 
 
-def tiny_resources(folder, demo):
-    return {
-        "duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")),
-        "task": TaskResource(),
-        "trace_files": TraceFiles(paths=[str(demo / "traces.jsonl"), str(folder / "incoming")]),
-        "annotation_files": AnnotationFiles(paths=[str(demo / "annotations.jsonl")]),
-        "trainer": LocalTrainer(base_corpus=str(demo / "base_corpus.jsonl"), d_model=32, num_layers=1,
-                                num_decoder_layers=1, num_heads=2, d_ff=64, vocab_size=400,
-                                max_source_tokens=160, max_target_tokens=40, base_max_steps=8,
-                                finetune_max_steps=4, batch_size=16),
-        "paths": FlywheelPaths(data_dir=str(folder)),
-        "judge": JudgeResource(),
-        "curation": CurationSettings(),
-    }
-
-
 def materialize(folder, demo):
     assets = dg.load_assets_from_modules(ASSET_MODULES)
     checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([*assets, *checks], resources=tiny_resources(folder, demo), instance=instance)
-    materializations = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
-    return result, {m.asset_key.to_user_string(): m for m in materializations}
+    return materialize_with([*assets, *checks], tiny_resources(folder, demo))
 
 
 def table_counts(db):

@@ -151,3 +151,23 @@ def test_training_stops_at_max_steps_and_logs_progress(tmp_path):
     assert [step for step, _ in result.loss_history][-2:] == [50, 60]
     assert result.tokens_per_second > 0 and result.validation_loss is None
     assert any(line.startswith("step 50/60 loss") for line in log)
+
+
+def test_a_finished_model_is_reused_with_its_saved_training_result(tmp_path):
+    """A re-run whose registry row was lost (say the database was deleted) still reports the
+    metrics of the training that produced the folder, without training again."""
+    import polars as pl
+
+    from pipeline.engine.tasks import load_task
+    from pipeline.engine.training import train_base_model
+
+    task = load_task("nl2query")
+    corpus = pl.DataFrame({"input": [json.dumps({"question": f"count last {n} hours", "columns": ["duration_ms"]})
+                                     for n in range(2, 8)],
+                           "output": [json.dumps({"calculations": [{"op": "COUNT"}], "time_range": n * 3600})
+                                      for n in range(2, 8)]})
+    config = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, warmup_steps=1, max_steps=2, max_seconds=None)
+    first = train_base_model(tmp_path / "m", corpus, task, TINY, config, log=lambda _: None)
+    again = train_base_model(tmp_path / "m", corpus, task, TINY, config, log=lambda _: None)
+    assert first["reused"] is False and again["reused"] is True
+    assert again["steps"] == first["steps"] == 2 and again["train_loss"] == first["train_loss"]
