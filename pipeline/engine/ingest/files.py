@@ -17,6 +17,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,13 +44,15 @@ from pipeline.engine.ingest.records import (
     normalise_record,
     rejection,
 )
-from pipeline.engine.ingest.sql import insert_records, parse_sql
+from pipeline.engine.ingest.sql import insert_records, parse_sql, python_rows
 from pipeline.engine.store import transaction
 from pipeline.engine.tasks import Task
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 _HASHED_BYTES = 64 * 1024
+#: Write-ahead log size that triggers a checkpoint while ingesting (see _one_checkpoint).
+WAL_LIMIT = "1GB"
 _PREVIEW = 20
 
 
@@ -192,7 +195,7 @@ class FileIngest:
         for line_no, reason, raw in sorted(bad, key=lambda b: b[0]):
             self.reject(f"{self.path}:{line_no}", reason, raw)
         fast = (f"SELECT line_no AS seq, trace_id, '{self.task.name.replace(chr(39), chr(39) * 2)}' AS task, ts, input, "
-                "output, model, latency_ms, prompt_tokens, completion_tokens, error, metadata FROM _parsed WHERE ok")
+                "output, model, latency_ms, prompt_tokens, completion_tokens, error, metadata, input_keys FROM _parsed WHERE ok")
         self._insert(rows, fast)
         self.conn.execute("DROP TABLE _parsed")
 
@@ -214,8 +217,7 @@ class FileIngest:
     def _insert(self, rows: list[dict[str, Any]], fast: str | None = None) -> None:
         self.conn.register("py_rows", pl.DataFrame(rows, schema=RECORD_SCHEMA).to_arrow())
         try:
-            python = "SELECT * REPLACE (json(input)::VARCHAR AS input, json(metadata)::VARCHAR AS metadata) FROM py_rows"
-            relation = f"({fast} UNION ALL BY NAME {python})" if fast else f"({python})"
+            relation = f"({fast} UNION ALL BY NAME SELECT * FROM {python_rows('py_rows')})" if fast else python_rows("py_rows")
             self.ingested += insert_records(self.conn, relation, self.source, self.now, self.ordered)
         finally:
             self.conn.unregister("py_rows")
@@ -299,10 +301,38 @@ def _resume_state(path: Path, entry: dict[str, Any], size: int) -> ReadState | N
     return ReadState(offset=offset, line=entry["lines"])
 
 
+@contextmanager
+def _one_checkpoint(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within the block, a commit only appends to the write-ahead log (still durable) until the
+    log passes WAL_LIMIT, instead of also checkpointing (compressing and writing the rows into
+    the database file) past the default 16 MiB, that is after nearly every chunk; one checkpoint
+    follows at the end. The limit bounds the memory held by rows not yet checkpointed."""
+    try:
+        before = conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+        conn.execute(f"SET checkpoint_threshold = '{WAL_LIMIT}'")
+    except duckdb.Error:
+        before = None  # a database without the setting (a remote one): commits as usual
+    try:
+        yield
+    finally:
+        if before is not None:
+            conn.execute(f"SET checkpoint_threshold = '{before}'")
+    if before is not None:
+        try:
+            conn.execute("CHECKPOINT")
+        except duckdb.TransactionException:
+            pass  # another connection is writing: DuckDB checkpoints after a later commit
+
+
 def ingest_files(conn: duckdb.DuckDBPyConnection, paths: list[str], task: Task, source: str, *,
                  max_record_bytes: int = 1_000_000, settle_seconds: float = 5.0,
                  now: datetime | None = None, chunk_bytes: int = CHUNK_BYTES) -> IngestReport:
     """Ingest what is new in the trace files under ``paths`` (see the module docstring)."""
+    with _one_checkpoint(conn):
+        return _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes)
+
+
+def _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes) -> IngestReport:
     now = now or datetime.now(timezone.utc)
     report = IngestReport()
     wall = time.time()

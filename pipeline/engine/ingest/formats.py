@@ -49,7 +49,7 @@ def task_input_from_messages(task: Task, messages: list[dict[str, Any]]) -> Any:
     A task may define ``input_from_messages(messages) -> input | None`` (the inverse of its
     ``prompt``); without one, or when it returns None, the input is ``{"messages": [...]}``.
     """
-    inverse: Callable | None = getattr(task, "input_from_messages", None) or BUILTIN_INVERSES.get(task.name)
+    inverse: Callable | None = getattr(task, "input_from_messages", None)
     recovered = inverse(messages) if inverse else None
     return recovered if recovered is not None else {"messages": messages}
 
@@ -185,18 +185,3 @@ def _timestamp(value: Any) -> Any:
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _nl2query_input(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """nl2query's input from its own prompt's user message ("Columns: a, b\\nQuestion: q")."""
-    users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
-    if not users:
-        return None
-    head, sep, question = users[-1]["content"].partition("\nQuestion: ")
-    if not sep or not head.startswith("Columns: "):
-        return None
-    return {"question": question, "columns": [c for c in head[len("Columns: "):].split(", ") if c]}
-
-
-#: Inverses of built-in tasks' prompts (a task module may instead define ``input_from_messages``).
-BUILTIN_INVERSES: dict[str, Callable[[list[dict[str, Any]]], Any]] = {"nl2query": _nl2query_input}

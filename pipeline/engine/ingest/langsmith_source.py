@@ -26,7 +26,7 @@ import polars as pl
 from pipeline.engine.ingest.files import checked, write_rejected
 from pipeline.engine.ingest.formats import from_langsmith_run
 from pipeline.engine.ingest.records import RECORD_SCHEMA, RecordError, rejection
-from pipeline.engine.ingest.sql import insert_records
+from pipeline.engine.ingest.sql import insert_records, python_rows
 from pipeline.engine.store import transaction
 from pipeline.engine.tasks import Task
 
@@ -100,8 +100,7 @@ def _write(conn, runs: list[dict[str, Any]], task: Task, source: str, now: datet
     conn.register("py_rows", pl.DataFrame(rows, schema=RECORD_SCHEMA).to_arrow())
     try:
         with transaction(conn):
-            relation = "(SELECT * REPLACE (json(input)::VARCHAR AS input, json(metadata)::VARCHAR AS metadata) FROM py_rows)"
-            ingested = insert_records(conn, relation, source, now)
+            ingested = insert_records(conn, python_rows("py_rows"), source, now)
             if rejected:
                 write_rejected(conn, rejected)
     finally:

@@ -3,26 +3,17 @@
 :data:`PARSE` accepts a line only when the reference validator
 (:func:`pipeline.engine.ingest.records.normalise_record`) would accept it with the same values;
 every other line (bad, unusual, or in another format) comes back as a *suspect* for the Python
-path, which gives the exact reason. :func:`finalise` assigns content hashes and trace ids and
+path, which gives the exact reason. :func:`finalised` assigns content hashes and trace ids and
 drops duplicates, the same way for both paths.
 """
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 
 from pipeline.engine.tasks import Task
-
-#: Per-task SQL over a JSON value ``{input}`` that is true only for inputs the task's
-#: ``validate_input`` accepts. A task may define ``input_sql_check``; without one every line
-#: takes the Python path (correct, slower).
-INPUT_SQL_CHECKS = {
-    "nl2query": """(starts_with({input}, '{{')
-        AND starts_with(json_extract({input}, ['$.question', '$.columns'])[1], '"')
-        AND regexp_matches({input} ->> '$.question', '[[:alnum:]]')
-        AND regexp_full_match(json_extract({input}, ['$.question', '$.columns'])[2],
-                              '\\["[^"\\\\]+"(,"[^"\\\\]+")*\\]'))""",
-}
 
 FIELDS = ("trace_id", "task", "ts", "input", "output", "model", "latency_ms", "prompt_tokens",
           "completion_tokens", "error", "metadata")
@@ -39,9 +30,12 @@ def _type(field: str) -> str:
     return f"coalesce(k[{FIELDS.index(field) + 1}], 'NULL')"
 
 
+#: The top-level keys of ``input`` (JSON text) when it is an object, in their order.
+_KEYS = "CASE WHEN starts_with(input, '{') THEN json_keys(input) END"
+
 # One pass finds each field's JSON type, one reads them typed (a lenient read, hence the types).
-# Lines Python's json module reads differently from DuckDB's (trailing commas, NaN, Infinity)
-# take the Python path.
+# Lines Python's json module reads differently from DuckDB's (trailing commas, NaN, Infinity,
+# an input key given twice: Python keeps the last, DuckDB the first) take the Python path.
 PARSE = f"""
 CREATE OR REPLACE TEMP TABLE _parsed AS
 WITH j AS (
@@ -58,7 +52,7 @@ WITH j AS (
             - to_minutes(CASE WHEN ts_offset IN ('', 'Z') THEN 0 ELSE
                 (CASE WHEN ts_offset[1] = '-' THEN -1 ELSE 1 END)
                 * (try_cast(ts_offset[2:3] AS INT) * 60 + try_cast(ts_offset[5:6] AS INT)) END)) END AS ts,
-        r.input::VARCHAR AS input,
+        r.input::VARCHAR AS input, {_KEYS} AS input_keys,
         coalesce(CASE WHEN {_type("output")} = 'VARCHAR' THEN r.output END, '') AS output,
         CASE WHEN {_type("model")} = 'VARCHAR' THEN r.model END AS model,
         r.latency_ms AS latency_ms, r.prompt_tokens AS prompt_tokens, r.completion_tokens AS completion_tokens,
@@ -67,7 +61,7 @@ WITH j AS (
         readable
         AND ({_type("trace_id")} = 'NULL' OR ({_type("trace_id")} = 'VARCHAR' AND regexp_matches(r.trace_id, '[[:alnum:]]')))
         AND ({_type("task")} = 'NULL' OR ({_type("task")} = 'VARCHAR' AND r.task IN ('', {{task}})))
-        AND {{input_check}}
+        AND {{input_check}} AND (input_keys IS NULL OR len(list_distinct(input_keys)) = len(input_keys))
         AND {_type("output")} IN ('NULL', 'VARCHAR') AND {_type("error")} IN ('NULL', 'VARCHAR')
         AND (({_type("output")} = 'VARCHAR' AND r.output <> '') OR ({_type("error")} = 'VARCHAR' AND r.error <> ''))
         AND {_type("metadata")} IN ('NULL', 'OBJECT')
@@ -79,22 +73,54 @@ WITH j AS (
         AND ({_type("ts")} = 'NULL' OR ({_type("ts")} = 'VARCHAR' AND ts IS NOT NULL)) AS ok
     FROM (SELECT *, regexp_extract(r.ts, '(Z|[+-]\\d{{2}}:\\d{{2}})$', 1) AS ts_offset FROM j)
 )
-SELECT * REPLACE (coalesce(ok, FALSE) AS ok) FROM v
+SELECT * EXCLUDE (ok, input_keys), coalesce(ok, FALSE) AS ok, CASE WHEN ok THEN input_keys END AS input_keys FROM v
 """
 
 
 def parse_sql(task: Task) -> str:
     """:data:`PARSE` for ``task`` (its SQL input check, or none: every line to Python)."""
-    check = getattr(task, "input_sql_check", None) or INPUT_SQL_CHECKS.get(task.name) or "FALSE"
+    check = getattr(task, "input_sql_check", None) or "FALSE"
     literal = "'" + task.name.replace("'", "''") + "'"
-    return PARSE.replace("{input_check}", check.format(input="r.input")).replace("{task}", literal)
+    return PARSE.replace("{input_check}", check.format(input="input")).replace("{task}", literal)
 
 
 def _canonical_input(expr: str) -> str:
-    """JSON text of ``expr`` (minified) with an object's top-level keys sorted."""
+    """JSON text of ``expr`` (minified) with an object's top-level keys sorted (keys whose value
+    is null are left out). This defines the content hash: never change what it returns."""
     return (f"CASE WHEN json_type({expr}) = 'OBJECT' THEN '{{' || array_to_string(list_transform("
             f"list_sort(map_entries(from_json({expr}, '\"MAP(VARCHAR, JSON)\"'))), "
             f"e -> to_json(e.key) || ':' || e.value), ',') || '}}' ELSE {expr}::VARCHAR END")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+")
+#: Key lists given their own fast expression per batch; inputs with other key lists take the general one.
+MAX_KEY_LISTS = 32
+
+
+def with_canonical_input(relation: str, key_lists: list[list[str]]) -> str:
+    """``relation`` (with ``input`` and its ``input_keys``) plus ``canonical_input``, the value of
+    :func:`_canonical_input` computed faster.
+
+    Sorting every object's keys is slow, and inputs share a few key lists: for each plain one
+    (distinct keys of letters, digits and '_', also ignoring case) the sorted order is worked out
+    here once, and the values are read as a struct in that order. Like the general expression,
+    keys with null values are left out, and an object of only those gives NULL."""
+    structs, cases = [], []
+    for keys in key_lists:
+        if not keys or len({k.lower() for k in keys}) != len(keys) or not all(_PLAIN_KEY.fullmatch(k) for k in keys):
+            continue
+        ordered = sorted(keys, key=lambda k: k.encode())
+        name = f"_keys{len(structs)}"
+        shape = "{" + ",".join(f'"{k}":"JSON"' for k in ordered) + "}"
+        structs.append(f"CASE WHEN input_keys = [{', '.join(repr(k) for k in keys)}]::VARCHAR[] "
+                       f"THEN json_transform(input, '{shape}') END AS {name}")
+        fields = ", ".join(f"""'"{k}":' || nullif({name}."{k}"::VARCHAR, 'null')""" for k in ordered)
+        cases.append(f"WHEN {name} IS NOT NULL THEN '{{' || nullif(concat_ws(',', {fields}), '') || '}}'")
+    if not cases:
+        return f"(SELECT *, {_canonical_input('input')} AS canonical_input FROM {relation})"
+    return (f"(SELECT * EXCLUDE ({', '.join(f'_keys{i}' for i in range(len(structs)))}), "
+            f"CASE {' '.join(cases)} ELSE {_canonical_input('input')} END AS canonical_input "
+            f"FROM (SELECT *, {', '.join(structs)} FROM {relation}))")
 
 
 #: Content hash of a trace: sha256 over task, input (keys sorted, minified), output, model and
@@ -103,24 +129,37 @@ CONTENT_HASH = ("sha256(concat_ws(chr(31), task, {canon}, output, coalesce(model
                 "coalesce(epoch_us(ts)::VARCHAR, '')))")
 
 
-def finalised(relation: str, ordered: bool = False) -> str:
-    """SELECT over ``relation`` (RECORD_SCHEMA columns, input and metadata as minified JSON text)
-    giving raw_traces rows (plus ``seq``) for records whose trace id is neither in raw_traces nor
-    earlier in the relation, in ``seq`` order when ``ordered``. Parameters: source, ingested_at."""
+def python_rows(table: str) -> str:
+    """A registered RECORD_SCHEMA table (rows validated in Python) as a relation for
+    :func:`insert_records`: input and metadata minified, with ``input_keys``."""
+    minified = f"SELECT * REPLACE (json(input)::VARCHAR AS input, json(metadata)::VARCHAR AS metadata) FROM {table}"
+    return f"(SELECT *, {_KEYS} AS input_keys FROM ({minified}))"
+
+
+def finalised(relation: str, key_lists: list[list[str]], ordered: bool = False) -> str:
+    """SELECT over ``relation`` (RECORD_SCHEMA columns with ``seq`` unique, input and metadata as
+    minified JSON text, ``input_keys``) giving raw_traces rows (plus ``seq``) for records whose trace id is neither in
+    raw_traces nor earlier in the relation, in ``seq`` order when ``ordered``. Parameters:
+    source, ingested_at."""
+    hashed = (f"SELECT * EXCLUDE (canonical_input), {CONTENT_HASH.format(canon='canonical_input')} AS content_hash "
+              f"FROM {with_canonical_input(relation, key_lists)}")
+    # first of each id: grouped on narrow columns (a window over the whole rows sorts them all);
+    # raw_traces is probed with the batch's ids (hash table on the batch side)
     return f"""
-    WITH h AS (SELECT *, {CONTENT_HASH.format(canon=_canonical_input("input"))} AS content_hash FROM {relation}),
-    k AS (SELECT *, coalesce(trace_id, 'h_' || content_hash[1:24]) AS tid FROM h
-          QUALIFY row_number() OVER (PARTITION BY tid ORDER BY seq) = 1),
-    -- probe raw_traces with the batch's ids (hash table on the batch side, not the whole table)
-    existing AS (SELECT trace_id FROM raw_traces WHERE trace_id IN (SELECT tid FROM k))
+    WITH h AS MATERIALIZED (SELECT *, coalesce(trace_id, 'h_' || content_hash[1:24]) AS tid FROM ({hashed})),
+    first AS (SELECT tid, min(seq) AS seq FROM h GROUP BY tid),
+    existing AS (SELECT trace_id FROM raw_traces WHERE trace_id IN (SELECT tid FROM first)),
+    keep AS (SELECT seq FROM first WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.trace_id = first.tid))
     SELECT seq, tid AS trace_id, $1 AS source, task, ts, input, output, model, latency_ms, prompt_tokens,
            completion_tokens, error, metadata, content_hash, $2 AS ingested_at
-    FROM k WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.trace_id = k.tid)
+    FROM h WHERE seq IN (SELECT seq FROM keep)
     {"ORDER BY seq" if ordered else ""}"""
 
 
 def insert_records(conn: duckdb.DuckDBPyConnection, relation: str, source: str, now, ordered: bool = False) -> int:
-    """Insert the new records of ``relation`` into raw_traces (in ``seq`` order when ``ordered``);
-    returns how many."""
-    sql = f"INSERT INTO raw_traces BY NAME SELECT * EXCLUDE (seq) FROM ({finalised(relation, ordered)})"
+    """Insert the new records of ``relation`` (see :func:`finalised`) into raw_traces (in ``seq``
+    order when ``ordered``); returns how many."""
+    key_lists = [keys for (keys,) in conn.execute(
+        f"SELECT DISTINCT input_keys FROM {relation} WHERE input_keys IS NOT NULL LIMIT {MAX_KEY_LISTS}").fetchall()]
+    sql = f"INSERT INTO raw_traces BY NAME SELECT * EXCLUDE (seq) FROM ({finalised(relation, key_lists, ordered)})"
     return conn.execute(sql, [source, now]).fetchone()[0]

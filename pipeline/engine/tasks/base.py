@@ -45,7 +45,13 @@ class SyntheticExample:
 
 @runtime_checkable
 class Task(Protocol):
-    """What a task module provides. Register one by naming its module in configuration."""
+    """What a task module provides. Register one by naming its module in configuration.
+
+    Optional attributes ingestion uses when present (not part of the protocol check):
+    ``input_sql_check``, DuckDB SQL over a JSON value ``{input}`` that is true only for inputs
+    ``validate_input`` accepts (the fast path; without it every record is validated in Python),
+    and ``input_from_messages(messages) -> input | None``, the inverse of ``prompt`` (chat logs).
+    """
 
     name: str
     version: str

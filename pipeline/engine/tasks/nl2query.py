@@ -314,6 +314,26 @@ def validate_input(input: Any) -> str | None:
     return None
 
 
+#: DuckDB SQL over a JSON value ``{input}``, true only for inputs :func:`validate_input` accepts
+#: (ingestion's fast path; anything it is unsure of goes through ``validate_input``).
+INPUT_SQL_CHECK = """(starts_with({input}, '{{')
+    AND starts_with(json_extract({input}, ['$.question', '$.columns'])[1], '"')
+    AND regexp_matches({input} ->> '$.question', '[[:alnum:]]')
+    AND regexp_full_match(json_extract({input}, ['$.question', '$.columns'])[2],
+                          '\\["[^"\\\\]+"(,"[^"\\\\]+")*\\]'))"""
+
+
+def input_from_messages(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The input behind :func:`prompt`'s user message ("Columns: a, b\\nQuestion: q"), or None."""
+    users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    if not users:
+        return None
+    head, sep, question = users[-1]["content"].partition("\nQuestion: ")
+    if not sep or not head.startswith("Columns: "):
+        return None
+    return {"question": question, "columns": [c for c in head[len("Columns: "):].split(", ") if c]}
+
+
 def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[SyntheticExample]:
     """Offline synthetic examples (:mod:`pipeline.engine.tasks.nl2query_synth`, imported here to avoid a cycle)."""
     from pipeline.engine.tasks.nl2query_synth import synthesize as offline
@@ -333,6 +353,8 @@ class NL2Query:
     check_values = staticmethod(check_values)
     normalise = staticmethod(normalise)
     synthesize = staticmethod(synthesize)
+    input_sql_check = INPUT_SQL_CHECK
+    input_from_messages = staticmethod(input_from_messages)
 
 
 TASK = NL2Query()
