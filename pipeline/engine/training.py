@@ -1,5 +1,10 @@
 """Training runs with the local backend: model ids keyed by data and config, idempotent runs,
-and inference through the same prompt the training data used."""
+and inference through the same prompt the training data used.
+
+The base model is either the built-in one (``ModelConfig``: trained here from the base corpus)
+or a pretrained transformers model (``PretrainedSpec``: registered into the base directory
+without training); fine-tuning and inference follow whichever the base directory holds.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,17 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.engine.local_model import (
-    LocalSeq2Seq,
-    ModelConfig,
-    TrainConfig,
-    fine_tune,
-    train_base,
-)
-from pipeline.engine.local_model.seq2seq import META_FILE
+from pipeline.engine.local_model import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, pretrained, train_base
+from pipeline.engine.local_model.loop import hashed_fields, resolve_device
+from pipeline.engine.local_model.pretrained import PretrainedModel, PretrainedSpec
+from pipeline.engine.local_model.store import META_FILE, read_meta
 from pipeline.engine.tasks import Task
 
 
 def config_hash(*parts: Any) -> str:
-    """Short stable hash of configuration objects (dataclasses or JSON-able values)."""
-    payload = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
-                         sort_keys=True, default=str)
+    """Short stable hash of configuration objects (dataclasses or JSON-able values); dataclass
+    fields that do not change a model (its device, checkpoint cadence) are left out."""
+    payload = json.dumps([hashed_fields(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
@@ -48,6 +49,12 @@ def pairs(examples: pl.DataFrame, task: Task) -> tuple[list[str], list[str]]:
     sources = [model_source(task, json.loads(i)) for i in examples["input"]]
     targets = [task.normalise(o) or o for o in examples["output"]]
     return sources, targets
+
+
+def chat_pairs(examples: pl.DataFrame, task: Task) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """(chat prompts, targets) for a pretrained model: the task's whole prompt, the normalised output."""
+    prompts = [task.prompt(json.loads(i)) for i in examples["input"]]
+    return prompts, [task.normalise(o) or o for o in examples["output"]]
 
 
 def read_corpus(path: Path, max_examples: int | None = None) -> pl.DataFrame:
@@ -77,11 +84,21 @@ def reused(model_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     return {**saved, "reused": True}
 
 
-def train_base_model(model_dir: Path, corpus: pl.DataFrame, task: Task, model_config: ModelConfig,
+def is_pretrained(model_dir: Path) -> bool:
+    """True when ``model_dir`` holds a transformers model (registered or fine-tuned from one)."""
+    return read_meta(model_dir).get("backend") == "transformers"
+
+
+def train_base_model(model_dir: Path, corpus: pl.DataFrame, task: Task, model_config: ModelConfig | PretrainedSpec,
                      train_config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    """Train the base model unless ``model_dir`` already holds it; returns its training metrics."""
+    """Train the base model unless ``model_dir`` already holds it; returns its training metrics.
+
+    A pretrained model is not trained: it is saved into ``model_dir`` with its tokenizer.
+    """
     if is_complete(model_dir):
         return reused(model_dir, log)
+    if isinstance(model_config, PretrainedSpec):
+        return {"reused": False, **pretrained.register(model_config, model_dir, log)}
     sources, targets = pairs(corpus, task)
     result = train_base(model_dir, sources, targets, model_config, train_config, log=log)
     return {"reused": False, **asdict(result)}
@@ -97,23 +114,32 @@ def fine_tune_model(base_dir: Path, model_dir: Path, train: pl.DataFrame, valida
     """
     if is_complete(model_dir):
         return reused(model_dir, log)
-    sources, targets = pairs(train, task)
+    to_pairs = chat_pairs if is_pretrained(base_dir) else pairs
+    sources, targets = to_pairs(train, task)
     if replay is not None and replay.height:
-        replay_sources, replay_targets = pairs(replay, task)
+        replay_sources, replay_targets = to_pairs(replay, task)
         sources, targets = sources + replay_sources, targets + replay_targets
-    valid = pairs(validation, task) if validation.height else None
-    result = fine_tune(base_dir, model_dir, sources, targets, train_config, validation=valid, log=log)
+    valid = to_pairs(validation, task) if validation.height else None
+    tune = pretrained.fine_tune if is_pretrained(base_dir) else fine_tune
+    result = tune(base_dir, model_dir, sources, targets, train_config, validation=valid, log=log)
     return {"reused": False, "replay_examples": 0 if replay is None else replay.height, **asdict(result)}
 
 
 class LocalModelProvider:
-    """Inference with a local model directory, through the task's prompt."""
+    """Inference with a local model directory (built-in or transformers), through the task's prompt."""
 
-    def __init__(self, model_dir: Path, task: Task, batch_size: int = 64):
-        self.model = LocalSeq2Seq.load(model_dir)
+    def __init__(self, model_dir: Path, task: Task, batch_size: int = 64, device: str = "auto"):
+        self.pretrained = is_pretrained(model_dir)
+        if self.pretrained:
+            self.model = PretrainedModel(model_dir, device)
+        else:
+            self.model = LocalSeq2Seq.load(model_dir)
+            self.model.model.to(resolve_device(device))
         self.task = task
         self.batch_size = batch_size
 
     def complete(self, inputs: list[dict[str, Any]]) -> list[str]:
         """One output per input, batched greedy decoding."""
+        if self.pretrained:
+            return self.model.generate([self.task.prompt(i) for i in inputs], batch_size=self.batch_size)
         return self.model.generate([model_source(self.task, i) for i in inputs], batch_size=self.batch_size)

@@ -13,7 +13,7 @@ from pipeline.engine.tasks import nl2query
 
 TINY = ModelConfig(vocab_size=400, d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128,
                    dropout=0.0, max_source_tokens=96, max_target_tokens=128)
-OVERFIT = TrainConfig(epochs=250, batch_size=8, learning_rate=5e-3, warmup_steps=10, seed=0, max_seconds=60)
+OVERFIT = TrainConfig(epochs=250, batch_size=8, learning_rate=5e-3, warmup_steps=10, seed=0, max_seconds=None)
 
 DATASETS = {
     "web": ["duration_ms", "http.status_code", "service.name", "http.route"],
@@ -171,3 +171,32 @@ def test_a_finished_model_is_reused_with_its_saved_training_result(tmp_path):
     again = train_base_model(tmp_path / "m", corpus, task, TINY, config, log=lambda _: None)
     assert first["reused"] is False and again["reused"] is True
     assert again["steps"] == first["steps"] == 2 and again["train_loss"] == first["train_loss"]
+
+
+def test_a_crashed_base_training_resumes_from_its_last_checkpoint_to_the_same_model(tmp_path):
+    """Weights, optimizer, RNG and the position in the data order are restored: the resumed run
+    ends exactly where an uninterrupted one does."""
+    sources, targets = toy_examples(16, seed=6)
+    config = TrainConfig(epochs=4, batch_size=3, learning_rate=3e-3, warmup_steps=2, seed=2, max_seconds=None,
+                         checkpoint_every_steps=7, checkpoint_every_seconds=None)
+    whole = train_base(tmp_path / "whole", sources, targets, TINY, config, log=lambda _: None)
+
+    def crash(line: str) -> None:
+        if line.startswith("checkpoint at step 14"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_base(tmp_path / "crashed", sources, targets, TINY, config, log=crash)
+    assert sorted(p.name for p in (tmp_path / "crashed").iterdir()) == ["checkpoints", "tokenizer.json"]
+    with pytest.raises(FileNotFoundError):
+        LocalSeq2Seq.load(tmp_path / "crashed")
+    log: list[str] = []
+    resumed = train_base(tmp_path / "crashed", sources, targets, TINY, config, log=log.append)
+    assert any(line.startswith("resuming from checkpoint step-00000014 (step 14,") for line in log)
+    assert resumed.resumed_from_step == 14 and resumed.steps == whole.steps == 24
+    # the mean loss of steps 1-24, 14 of them from before the crash
+    assert [s for s, _ in resumed.loss_history] == [s for s, _ in whole.loss_history] == [24]
+    assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-5)
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "crashed")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert sorted(p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()) == ["step-00000021"]
