@@ -17,11 +17,12 @@ from pipeline.engine.alignment import corrected_pass_rate
 from pipeline.engine.evaluation import (
     JUDGE_METRIC, compare, examples_won_and_lost, regressions, score, summarize, test_set_version, verdict,
 )
+from pipeline.engine.finetune.inference import ChatModelProvider, ModelProvider
 from pipeline.engine.judge import judge_items, output_items, select_pending, with_judge_pass
 from pipeline.engine.report import render, render_models
 from pipeline.engine.report_html import render_html, write_html
 from pipeline.engine.training import LocalModelProvider
-from pipeline.resources import FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
+from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 
 REPORT_SCHEMA = {
     "model_id": pl.String, "baseline_model_id": pl.String, "test_set_version": pl.String,
@@ -40,22 +41,21 @@ class EvalSettings(dg.Config):
     judge_gates: bool = True
 
 
-def _results_for(context, conn, model_id: str, artifact: str, test: pl.DataFrame, task) -> pl.DataFrame:
-    """eval_results of a model on this test set: stored ones if complete, else generated now."""
-    version = test_set_version(test)
-    stored = store.read(conn, "SELECT * EXCLUDE (metrics), metrics::VARCHAR AS metrics FROM eval_results "
-                              "WHERE model_id = ? AND test_set_version = ?", [model_id, version])
-    if stored.height == test.height:
-        context.log.info(f"{model_id}: reusing {stored.height} stored results for test set {version}")
-        return stored
-    provider = LocalModelProvider(Path(artifact), task)
+def _inference(fine_tuning: FineTuning, backend: str, model_id: str, artifact: str | None, task) -> ModelProvider:
+    """The model behind one interface: a local model folder, or chat completions with a hosted model."""
+    if backend == "local":
+        return LocalModelProvider(Path(artifact), task)
+    chat = fine_tuning.api(backend).chat_provider(model_id)
+    return ChatModelProvider(chat, task, concurrency=fine_tuning.inference_concurrency, seed=fine_tuning.seed)
+
+
+def _generate(context, provider: ModelProvider, model_id: str, test: pl.DataFrame, task) -> pl.DataFrame:
+    """eval_results of a model on the test set, generated now (no database connection held)."""
     started = time.perf_counter()
     outputs = provider.complete([json.loads(i) for i in test["input"]])
     per_call = 1000 * (time.perf_counter() - started) / max(1, test.height)
     context.log.info(f"{model_id}: generated {test.height} outputs, {per_call:.1f} ms per example")
-    results = score(test, outputs, task, model_id, latencies_ms=[per_call] * test.height)
-    store.upsert(conn, "eval_results", results, ["model_id"])
-    return results
+    return score(test, outputs, task, model_id, latencies_ms=[per_call] * test.height)
 
 
 def _judge_results(context, duckdb: FlywheelDuckDB, judge: JudgeResource, task_name: str,
@@ -87,13 +87,14 @@ def _judge_results(context, duckdb: FlywheelDuckDB, judge: JudgeResource, task_n
 
 @dg.asset(
     group_name="evaluate",
-    kinds={"duckdb", "polars", "pytorch"},
+    kinds={"duckdb", "polars", "pytorch", "openai"},
     deps=[fine_tuned_model, training_examples, trace_judgements],
     description="The newest fine-tuned model, its base and the promoted model run through the same "
                 "inference code on the test split (real traces never seen in training): share "
                 "passing all assertions, exact match of the normalised query, failure modes, the "
                 "judge's pass rate corrected for its error (when a judge is configured), latency and "
-                "cost per call, with paired bootstrap intervals and McNemar tests. Rows in "
+                "cost per call, with paired bootstrap intervals and McNemar tests. Local models run here; "
+                "hosted ones answer the task's prompt through chat completions. Rows in "
                 "eval_results and eval_reports; a self-contained HTML report under data/reports/.",
     check_specs=[dg.AssetCheckSpec("no_regression", asset="eval_report", blocking=True,
                                    description="Blocks promotion when the candidate is significantly worse than "
@@ -102,26 +103,40 @@ def _judge_results(context, duckdb: FlywheelDuckDB, judge: JudgeResource, task_n
                                                "thresholds in the asset's config (alpha, min_regression).")],
 )
 def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb: FlywheelDuckDB,
-                task: TaskResource, judge: JudgeResource, paths: FlywheelPaths) -> dg.MaterializeResult:
+                task: TaskResource, judge: JudgeResource, paths: FlywheelPaths,
+                fine_tuning: FineTuning) -> dg.MaterializeResult:
     the_task = task.load()
     with duckdb.get_connection() as conn:
-        candidate = conn.execute("""SELECT model_id, base_model, artifact_path FROM fine_tuned_models
+        candidate = conn.execute("""SELECT model_id, base_model FROM fine_tuned_models
             WHERE status = 'succeeded' AND base_model IS NOT NULL ORDER BY finished_at DESC LIMIT 1""").fetchone()
         if candidate is None:
             raise dg.Failure("no fine-tuned model has finished yet; materialize fine_tuned_model first")
-        candidate_id, base_id, candidate_path = candidate
-        models = {candidate_id: candidate_path}
-        models[base_id] = conn.execute("SELECT artifact_path FROM fine_tuned_models WHERE model_id = ?", [base_id]).fetchone()[0]
-        promoted = conn.execute("SELECT p.model_id, m.artifact_path FROM model_promotions p JOIN fine_tuned_models m "
-                                "USING (model_id) ORDER BY p.promoted_at DESC LIMIT 1").fetchone()
-        if promoted and promoted[0] not in models:
-            models[promoted[0]] = promoted[1]
+        candidate_id, base_id = candidate
+        promoted = conn.execute("SELECT model_id FROM model_promotions ORDER BY promoted_at DESC LIMIT 1").fetchone()
+        wanted = list(dict.fromkeys([candidate_id, base_id, *(promoted or [])]))
+        registered = {m: (backend, path) for m, backend, path in conn.execute(
+            "SELECT model_id, backend, artifact_path FROM fine_tuned_models WHERE list_contains(?, model_id)",
+            [wanted]).fetchall()}
+        promoted = promoted if promoted and promoted[0] in registered else None
+        if base_id not in registered:
+            raise dg.Failure(f"base model {base_id} of {candidate_id} is not registered; materialize base_model first")
+        models = {m: registered[m] for m in wanted if m in registered}
         test = store.read(conn, "SELECT example_id, input::VARCHAR AS input, output FROM training_examples "
                                 "WHERE split = 'test' ORDER BY example_id")
         if test.is_empty():
             raise dg.Failure("the test split is empty: there is nothing to evaluate on")
         version = test_set_version(test)
-        results = {m: _results_for(context, conn, m, path, test, the_task) for m, path in models.items()}
+        stored = {m: store.read(conn, "SELECT * EXCLUDE (metrics), metrics::VARCHAR AS metrics FROM eval_results "
+                                      "WHERE model_id = ? AND test_set_version = ?", [m, version]) for m in models}
+    results = {}
+    for m, (backend, path) in models.items():
+        if stored[m].height == test.height:
+            context.log.info(f"{m}: reusing {stored[m].height} stored results for test set {version}")
+            results[m] = stored[m]
+            continue
+        results[m] = _generate(context, _inference(fine_tuning, backend, m, path, the_task), m, test, the_task)
+        with duckdb.get_connection() as conn:
+            store.upsert(conn, "eval_results", results[m], ["model_id"])
     judge_info, results = _judge_results(context, duckdb, judge, task.name, results, test)
     aligned = judge_info["status"] == "on" and not judge_info["alignment"]["flagged"]
     skip = () if aligned and config.judge_gates else (JUDGE_METRIC,)

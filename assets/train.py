@@ -1,9 +1,13 @@
-"""Train group: the base model (a stand-in for a pretrained LLM) and the fine-tuned model."""
+"""Train group: the base model and the fine-tuned model, trained here (local) or by a hosted
+fine-tuning API (openai, azure) as the ``fine_tuning`` resource says.
+
+The database is never held open while a model trains or a job is followed: read, close, do the
+long work, then open again to write (the annotation app and analysts need the write lock)."""
 
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import dagster as dg
 import polars as pl
@@ -11,10 +15,15 @@ import polars as pl
 from assets.curate import training_files
 from pipeline.engine import store
 from pipeline.engine.curation import data_version
+from pipeline.engine.finetune import registry as hosted_registry
+from pipeline.engine.finetune.events import loss_markdown
+from pipeline.engine.finetune.jobs import TERMINAL, retrieve
+from pipeline.engine.finetune.run import HostedRun, run_hosted
+from pipeline.engine.providers import ProviderError
 from pipeline.engine.training import (
     config_hash, file_hash, fine_tune_model, is_complete, read_corpus, train_base_model,
 )
-from pipeline.resources import FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource
+from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource
 
 REGISTRY_SCHEMA = {
     "model_id": pl.String, "backend": pl.String, "base_model": pl.String, "job_id": pl.String,
@@ -42,12 +51,15 @@ def _registered_metrics(conn, model_id: str) -> dict | None:
     return json.loads(row[0]) if row and row[0] else None
 
 
-def run_training(context: dg.AssetExecutionContext, conn, model_id: str, model_dir: Path, base: str | None,
-                 version: str, hyperparameters: dict, train: Callable[[Callable[[str], None]], dict]) -> dict:
+def run_training(context: dg.AssetExecutionContext, connect: Callable[[], ContextManager], model_id: str,
+                 model_dir: Path, base: str | None, version: str, hyperparameters: dict,
+                 train: Callable[[Callable[[str], None]], dict]) -> dict:
     """Train once per model id: reuse a finished model, else run ``train`` with the registry row
-    going running -> succeeded | failed (the error recorded, then re-raised)."""
+    going running -> succeeded | failed (the error recorded, then re-raised). ``connect`` opens
+    the database for each short read or write; it is closed while ``train`` runs."""
     if is_complete(model_dir):
-        stored = _registered_metrics(conn, model_id)
+        with connect() as conn:
+            stored = _registered_metrics(conn, model_id)
         if stored is not None:
             context.log.info(f"{model_id} is already trained at {model_dir}; reusing it")
             return {**stored, "reused": True}
@@ -55,15 +67,18 @@ def run_training(context: dg.AssetExecutionContext, conn, model_id: str, model_d
     row = {"model_id": model_id, "backend": "local", "base_model": base, "job_id": None, "status": "running",
            "training_data_version": version, "hyperparameters": json.dumps(hyperparameters, default=str),
            "metrics": None, "artifact_path": str(model_dir), "created_at": now, "finished_at": None, "error": None}
-    _write_row(conn, row)
+    with connect() as conn:
+        _write_row(conn, row)
     try:
         metrics = train(context.log.info)
     except Exception as exc:
-        _write_row(conn, {**row, "status": "failed", "finished_at": datetime.now(timezone.utc),
-                          "error": f"{type(exc).__name__}: {exc}"})
+        with connect() as conn:
+            _write_row(conn, {**row, "status": "failed", "finished_at": datetime.now(timezone.utc),
+                              "error": f"{type(exc).__name__}: {exc}"})
         raise
-    _write_row(conn, {**row, "status": "succeeded", "metrics": json.dumps(metrics),
-                      "finished_at": datetime.now(timezone.utc)})
+    with connect() as conn:
+        _write_row(conn, {**row, "status": "succeeded", "metrics": json.dumps(metrics),
+                          "finished_at": datetime.now(timezone.utc)})
     return metrics
 
 
@@ -78,14 +93,21 @@ def training_metadata(model_id: str, metrics: dict) -> dict:
 
 @dg.asset(
     group_name="train",
-    kinds={"pytorch", "duckdb"},
+    kinds={"pytorch", "duckdb", "openai"},
     description="The base model: a small encoder-decoder transformer with its own tokenizer, trained "
                 "once from the base corpus (which covers only some datasets), standing in for a "
                 "pretrained LLM that does not know the team's schemas. Reused while its corpus and "
-                "configuration are unchanged.",
+                "configuration are unchanged. With a pretrained model (trainer.model_name_or_path: an HF "
+                "id or a local path) it is saved into the base folder instead, and with a hosted "
+                "fine-tuning backend the hosted base model is registered (neither is trained).",
 )
 def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
-               trainer: LocalTrainer, paths: FlywheelPaths) -> dg.MaterializeResult:
+               trainer: LocalTrainer, paths: FlywheelPaths, fine_tuning: FineTuning) -> dg.MaterializeResult:
+    if fine_tuning.hosted:
+        with duckdb.get_connection() as conn:
+            hosted_registry.register_base(conn, fine_tuning.backend, fine_tuning.base_model)
+        return dg.MaterializeResult(metadata={"model_id": fine_tuning.base_model, "backend": fine_tuning.backend,
+                                              "trained": False})
     the_task = task.load()
     model_id = base_model_id(trainer)
     model_dir = paths.models_dir / model_id
@@ -96,22 +118,26 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
         log(f"training base model {model_id} on {corpus.height} examples from {trainer.base_corpus}")
         return train_base_model(model_dir, corpus, the_task, architecture, train_config, log)
 
-    with duckdb.get_connection() as conn:
-        metrics = run_training(context, conn, model_id, model_dir, None, file_hash(Path(trainer.base_corpus)),
-                               {"architecture": architecture, "training": train_config}, train)
+    metrics = run_training(context, duckdb.get_connection, model_id, model_dir, None,
+                           file_hash(Path(trainer.base_corpus)),
+                           {"architecture": architecture, "training": train_config}, train)
     return dg.MaterializeResult(metadata=training_metadata(model_id, metrics))
 
 
 @dg.asset(
     group_name="train",
-    kinds={"pytorch", "duckdb"},
+    kinds={"pytorch", "duckdb", "openai"},
     deps=[training_files, base_model],
     description="The fine-tuned model: warm-started from the base checkpoint (tokenizer frozen) and "
-                "trained on the curated train split, validated on the validation split. One run per "
-                "training data version and configuration; a re-run reuses the finished model.",
+                "trained on the curated train split, validated on the validation split; or, with a "
+                "hosted backend, a fine-tuning job on the exported training files, followed for a "
+                "bounded time (re-materialize to resume it). One run per training data version and "
+                "configuration; a re-run reuses the finished model or resumes the running job.",
 )
 def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
-                     trainer: LocalTrainer, paths: FlywheelPaths) -> dg.MaterializeResult:
+                     trainer: LocalTrainer, paths: FlywheelPaths, fine_tuning: FineTuning) -> dg.MaterializeResult:
+    if fine_tuning.hosted:
+        return _hosted_fine_tune(context, duckdb, fine_tuning, paths)
     the_task = task.load()
     base_id = base_model_id(trainer)
     base_dir = paths.models_dir / base_id
@@ -119,26 +145,94 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         raise dg.Failure(f"base model {base_id} is not trained yet at {base_dir}; materialize base_model first")
     train_config = trainer.finetune_train_config()
     with duckdb.get_connection() as conn:
-        examples = store.read(conn, "SELECT example_id, split, input::VARCHAR AS input, output FROM training_examples "
-                                    "WHERE split IN ('train', 'validation') ORDER BY example_id")
-        version = data_version(examples)
-        model_id = f"local-ft-{version[:10]}-{config_hash(base_id, train_config, trainer.replay_examples)}"
-        model_dir = paths.models_dir / model_id
-        train_split = examples.filter(pl.col("split") == "train")
-        validation = examples.filter(pl.col("split") == "validation")
-        if train_split.is_empty():
-            raise dg.Failure("the train split is empty: there is nothing to fine-tune on")
+        examples = _training_examples(conn)
+    version = data_version(examples)
+    model_id = f"local-ft-{version[:10]}-{config_hash(base_id, train_config, trainer.replay_examples)}"
+    model_dir = paths.models_dir / model_id
+    train_split = examples.filter(pl.col("split") == "train")
+    validation = examples.filter(pl.col("split") == "validation")
+    if train_split.is_empty():
+        raise dg.Failure("the train split is empty: there is nothing to fine-tune on")
 
-        def train(log):
-            corpus = read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
-            replay = corpus.sample(min(trainer.replay_examples, corpus.height), seed=trainer.seed)
-            log(f"fine-tuning {model_id} from {base_id} on {train_split.height} examples "
-                f"(+{replay.height} replayed from the base corpus; {validation.height} for validation)")
-            return fine_tune_model(base_dir, model_dir, train_split, validation, the_task, train_config, log, replay)
+    def train(log):
+        corpus = read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
+        replay = corpus.sample(min(trainer.replay_examples, corpus.height), seed=trainer.seed)
+        log(f"fine-tuning {model_id} from {base_id} on {train_split.height} examples "
+            f"(+{replay.height} replayed from the base corpus; {validation.height} for validation)")
+        return fine_tune_model(base_dir, model_dir, train_split, validation, the_task, train_config, log, replay)
 
-        metrics = run_training(context, conn, model_id, model_dir, base_id, version,
-                               {"training": train_config, "base_model": base_id,
-                                "replay_examples": trainer.replay_examples}, train)
+    metrics = run_training(context, duckdb.get_connection, model_id, model_dir, base_id, version,
+                           {"training": train_config, "base_model": base_id,
+                            "replay_examples": trainer.replay_examples}, train)
     return dg.MaterializeResult(metadata={**training_metadata(model_id, metrics), "base_model": base_id,
                                           "training_data_version": version, "train_examples": train_split.height,
                                           "validation_examples": validation.height})
+
+
+def _training_examples(conn) -> pl.DataFrame:
+    return store.read(conn, "SELECT example_id, split, input::VARCHAR AS input, output FROM training_examples "
+                            "WHERE split IN ('train', 'validation') ORDER BY example_id")
+
+
+def _hosted_fine_tune(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, fine_tuning: FineTuning,
+                      paths: FlywheelPaths) -> dg.MaterializeResult:
+    """Fine-tune through the hosted API on the files training_files exported for this data version."""
+    with duckdb.get_connection() as conn:
+        version = data_version(_training_examples(conn))
+    train_file, validation_file = (paths.exports_dir / version / f"{s}.jsonl" for s in ("train", "validation"))
+    if not train_file.is_file():
+        raise dg.Failure(f"no training file for data version {version} at {train_file}; "
+                         "materialize training_files first")
+    has_validation = validation_file.is_file() and validation_file.stat().st_size > 0
+    try:
+        run = run_hosted(fine_tuning.api(), fine_tuning.spec(version), train_file,
+                         validation_file if has_validation else None, duckdb.get_connection, context.log.info,
+                         max_wait_s=fine_tuning.max_wait_s, poll_interval_s=fine_tuning.poll_interval_s,
+                         price_per_1m_tokens=fine_tuning.price_per_1m_training_tokens)
+    except (ProviderError, ValueError) as exc:
+        raise dg.Failure(str(exc)) from None
+    metadata = hosted_metadata(run)
+    if run.error:
+        raise dg.Failure(run.error, metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def hosted_metadata(run: HostedRun) -> dict:
+    """Model, job, cost and the loss curve of a hosted run, for the UI."""
+    metrics = json.loads(run.row["metrics"])
+    messages = run.events.filter(pl.col("type") != "metrics").tail(15)
+    return {
+        "model_id": run.row["model_id"], "job_id": run.job.id, "backend": run.row["backend"],
+        "status": run.job.status, "new_job": run.created, "base_model": run.row["base_model"],
+        "training_data_version": run.row["training_data_version"],
+        "estimated_training_cost_usd": dg.MetadataValue.float(run.row["cost_estimate_usd"]),
+        "cost_estimate_basis": metrics["cost_estimate_basis"],
+        **({"trained_tokens": run.job.trained_tokens, "training_cost_usd": dg.MetadataValue.float(metrics["cost_usd"])}
+           if run.job.trained_tokens else {}),
+        **{k: metrics[k] for k in ("steps", "train_loss", "valid_loss", "duration_s") if metrics.get(k) is not None},
+        "loss_curve": dg.MetadataValue.md(loss_markdown(run.events)),
+        "events": dg.MetadataValue.md("\n".join(f"- {level}: {message}" for level, message in
+                                                messages.select("level", "message").iter_rows()) or "none"),
+    }
+
+
+@dg.sensor(
+    name="hosted_fine_tuning_job",
+    asset_selection=[fine_tuned_model],
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Completes a hosted fine-tuning run that stopped waiting (max_wait_s): when the provider "
+                "reports the job for the current training data as ended, fine_tuned_model is materialized "
+                "again, which records the result without creating a job. Does nothing with the local backend.",
+)
+def hosted_fine_tuning_job(context: dg.SensorEvaluationContext, duckdb: FlywheelDuckDB, fine_tuning: FineTuning):
+    if not fine_tuning.hosted:
+        return dg.SkipReason("the fine-tuning backend is local")
+    with duckdb.read_connection() as conn:  # a sensor only reads: no write lock, no snapshot
+        known = hosted_registry.find_run(conn, fine_tuning.spec(data_version(_training_examples(conn))))
+    if not known or known[1] != "running":
+        return dg.SkipReason("no hosted fine-tuning job is waiting for the current training data")
+    job = retrieve(fine_tuning.api(), known[0])
+    if job.status not in TERMINAL:
+        return dg.SkipReason(f"fine-tuning job {job.id} is still {job.status}")
+    return dg.RunRequest(run_key=f"{job.id}:{job.status}")

@@ -15,7 +15,7 @@ from pipeline.definitions import ASSET_MODULES
 from pipeline.engine import store
 from pipeline.engine.evaluation import score
 from pipeline.engine.tasks import load_task
-from pipeline.resources import FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
+from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 from tests.assets.tiny import tiny_resources
 from tests.fakes import FakeOpenAI
 
@@ -63,7 +63,8 @@ def prepare(folder, n=60, candidate_fails=20, candidate_good=GOOD):
 
 def run_gate(folder, judge=None, config=None):
     resources = {"duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")), "task": TaskResource(),
-                 "judge": judge or JudgeResource(), "paths": FlywheelPaths(data_dir=str(folder))}
+                 "judge": judge or JudgeResource(), "paths": FlywheelPaths(data_dir=str(folder)),
+                 "fine_tuning": FineTuning()}
     with dg.instance_for_test() as instance:
         return dg.materialize([eval_report, promoted_model], resources=resources, instance=instance,
                               raise_on_error=False,

@@ -5,6 +5,7 @@ import dagster as dg
 from pipeline.resources import (
     AnnotationFiles,
     CurationSettings,
+    FineTuning,
     FlywheelDuckDB,
     FlywheelPaths,
     JudgeResource,
@@ -28,6 +29,7 @@ def tiny_resources(folder, demo):
         "paths": FlywheelPaths(data_dir=str(folder)),
         "judge": JudgeResource(),
         "curation": CurationSettings(),
+        "fine_tuning": FineTuning(),
     }
 
 

@@ -30,7 +30,9 @@ State a test can set or read:
 Responses have the real API's shapes (ids, ``object``, ``created``, ``choices``, ``usage``)
 so that a client built with ``_strict_response_validation=True`` accepts them. Endpoints are
 rows of a route table (``self.routes``): more of the API (files, fine_tuning.jobs) is added by
-registering handlers with :meth:`FakeOpenAI.route`, each ``(request, match) -> Reply``.
+registering handlers with :meth:`FakeOpenAI.route`, each ``(request, match) -> Reply``;
+``fine_tuning`` (:class:`tests.fakes.openai_finetuning.FakeFineTuning`) serves files and
+fine-tuning jobs, under ``/v1`` and Azure's ``/openai`` prefix.
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx2
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-            409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-            503: "Service Unavailable"}
-_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-                429: "rate_limit_exceeded", 500: "server_error", 502: "server_error", 503: "server_error"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable"}
+_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "invalid_request_error",
+                404: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error", 502: "server_error",
+                503: "server_error"}
 
 
 @dataclass
@@ -64,6 +68,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: Query parameters (the last value of each name), e.g. ``{"metadata[k]": "v", "limit": "20"}``.
+    query: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -109,6 +115,10 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self.route("POST", r"(/openai/deployments/[^/]+)?/chat/completions", self._chat_completions)
         self.route("GET", r"/models", lambda request, match: Reply(200, {"object": "list", "data": []}))
+        from tests.fakes.openai_finetuning import FakeFineTuning
+
+        #: Files and fine-tuning jobs (see :mod:`tests.fakes.openai_finetuning`).
+        self.fine_tuning = FakeFineTuning(self)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -155,7 +165,8 @@ class FakeOpenAI:
             headers["content-type"] = environ["CONTENT_TYPE"]
         path = environ.get("PATH_INFO", "/")
         path = path[3:] if path.startswith("/v1/") else path
-        request = Request(environ["REQUEST_METHOD"], path, headers, body)
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        request = Request(environ["REQUEST_METHOD"], path, headers, body, query)
         reply = self._handle(request)
         with self._lock:
             self.calls.append((request.method, request.path, reply.status))
