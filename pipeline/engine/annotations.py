@@ -67,11 +67,15 @@ def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) 
         failed = [r for r in task.check(trace_inputs[trace_id], correction) if r.passed is False]
         if failed:
             raise RecordError("correction fails assertions: " + "; ".join(f"{r.check_name}: {r.detail}" for r in failed))
+    given_id = record.get("annotation_id")
+    if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
+        raise RecordError("annotation_id, when given, must be a non-empty string")
     failure_mode = record.get("failure_mode")
     if label == "bad" and not failure_mode:
         failure_mode = "unspecified"
     return {
-        "annotation_id": annotation_id(trace_id, annotator, annotated_at), "trace_id": trace_id,
+        # the app's outbox files carry the id the app gave the decision, so every path agrees on it
+        "annotation_id": given_id or annotation_id(trace_id, annotator, annotated_at), "trace_id": trace_id,
         "label": label, "failure_mode": failure_mode, "correction": correction,
         "critique": record.get("critique"), "annotator": annotator, "annotated_at": annotated_at,
     }

@@ -1,0 +1,43 @@
+"""``flywheel-annotate``: serve the annotation app (127.0.0.1 unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+
+from pipeline.engine.review import Review
+from pipeline.engine.tasks import load_task
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="flywheel-annotate", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--database", default=os.environ.get("FLYWHEEL_DUCKDB") or "data/flywheel.duckdb",
+                        help="DuckDB file or md: string (default FLYWHEEL_DUCKDB or data/flywheel.duckdb)")
+    parser.add_argument("--annotator", default=os.environ.get("FLYWHEEL_ANNOTATOR") or getpass.getuser(),
+                        help="default annotator name (default FLYWHEEL_ANNOTATOR or the OS user)")
+    parser.add_argument("--task", default="nl2query", help="task plugin (built-in name or module path)")
+    parser.add_argument("--outbox", default="data/annotations/incoming",
+                        help="where decisions wait while the database is busy; the annotations asset imports it")
+    parser.add_argument("--busy-seconds", type=float, default=3.0,
+                        help="how long a save waits for a busy database before going to the outbox")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from shiny import run_app
+
+    from pipeline.annotate.app import create_app, start_flusher
+
+    args = parse_args(argv)
+    review = Review(args.database, args.outbox, load_task(args.task), busy_seconds=args.busy_seconds)
+    start_flusher(review)
+    print(f"annotation app on http://{args.host}:{args.port} (database {args.database}, outbox {args.outbox})",
+          flush=True)
+    run_app(create_app(review, args.annotator), host=args.host, port=args.port, dev_mode=False)
+
+
+if __name__ == "__main__":
+    main()

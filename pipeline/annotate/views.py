@@ -1,0 +1,107 @@
+"""How a trace and its review state look: pure htmltools, and trace content is only ever passed
+as text (htmltools escapes it), never as HTML."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from htmltools import Tag, TagList, tags
+
+from pipeline.engine.tasks import CheckResult
+
+
+def readable(output: str | None) -> str:
+    """An output for reading: indented JSON when it parses as JSON, else the text as it is."""
+    if not output:
+        return "(no output)"
+    try:
+        return json.dumps(json.loads(output), indent=2, ensure_ascii=False)
+    except (json.JSONDecodeError, RecursionError):
+        return output
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def trace_input(input: dict[str, Any]) -> Tag:
+    """The task input, one field per row (for nl2query: question, columns, dataset)."""
+    return tags.dl(*[part for key, value in input.items()
+                     for part in (tags.dt(key), tags.dd(_value(value), class_=f"input-{key}"))],
+                   class_="trace-input")
+
+
+def trace_facts(row: dict[str, Any]) -> Tag:
+    """Where the trace came from and how it went: source, time, model, latency, feedback."""
+    facts = [("trace", row["trace_id"]), ("source", row["source"]), ("time", row["ts"]), ("model", row["model"]),
+             ("latency", f"{row['latency_ms']:.0f} ms" if row["latency_ms"] is not None else None),
+             ("user feedback", row["user_feedback"]), ("error", row["error"])]
+    return tags.div(*[tags.span(tags.b(f"{name}: "), str(value), class_="fact") for name, value in facts
+                      if value is not None], class_="trace-facts")
+
+
+def failed_checks(failed: list[dict[str, Any]] | list[CheckResult] | None, computed_now: bool) -> Tag:
+    """The assertions the output fails, each with why."""
+    items = [(f.check_name, f.detail) if isinstance(f, CheckResult) else (f["check_name"], f["detail"])
+             for f in failed or []]
+    note = " (computed now: the pipeline has not evaluated this trace yet)" if computed_now else ""
+    if not items:
+        return tags.p(f"Passes every assertion{note}.", class_="checks-ok")
+    return tags.div(tags.p(f"Fails {len(items)} assertion(s){note}:"),
+                    tags.ul(*[tags.li(tags.code(name), ": ", detail or "") for name, detail in items]),
+                    class_="checks-failed")
+
+
+def judge(critique: str | None, outcome: str | None) -> Tag:
+    if not critique and not outcome:
+        return tags.p("No judge critique.", class_="judge-none")
+    return tags.div(tags.b(f"Judge: {outcome or 'no outcome'}. "), critique or "", class_="judge")
+
+
+def decisions(rows: list[dict[str, Any]], known_ids: set[str], annotator: str) -> TagList:
+    """Decisions already on the trace; those by someone else since the queue loaded are flagged."""
+    if not rows:
+        return TagList(tags.p("No decisions yet.", class_="decisions-none"))
+    new = [r for r in rows if r["annotation_id"] not in known_ids and r["annotator"] != annotator]
+    banner = (tags.div(f"Decided by {', '.join(sorted({r['annotator'] for r in new}))} since your queue loaded.",
+                       class_="alert alert-warning decided-elsewhere") if new else None)
+    return TagList(banner, tags.ul(*[
+        tags.li(f"{r['annotator']}: {r['label']}" + (f" ({r['failure_mode']})" if r["failure_mode"] else "")
+                + f", {_when(r['annotated_at'])}") for r in rows], class_="decisions"))
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else str(value)
+
+
+def correction_status(edited: bool, failures: list[CheckResult], n_checks: int) -> Tag:
+    """Live validation of the corrected output."""
+    if not edited:
+        return tags.p("Unchanged: no correction will be saved. Edit the output to correct it.",
+                      class_="correction-unchanged text-muted")
+    if not failures:
+        return tags.p(f"Correction passes all {n_checks} assertions.", class_="correction-ok text-success")
+    return tags.div(tags.b("Correction fails assertions; it cannot be saved until they pass:"),
+                    tags.ul(*[tags.li(tags.code(f.check_name), ": ", f.detail) for f in failures]),
+                    class_="correction-invalid text-danger")
+
+
+def upcoming(rows: list[dict[str, Any]], position: int, n: int = 8) -> Tag:
+    """The next traces in the queue."""
+    following = rows[position + 1:position + 1 + n]
+    if not following:
+        return tags.p("Nothing after this one.")
+    return tags.table(tags.tbody(*[
+        tags.tr(tags.td(str(position + 2 + i)), tags.td(r["trace_id"]), tags.td(f"{r['n_failed']} failed"),
+                tags.td(_short(r.get("question") or ""))) for i, r in enumerate(following)]),
+        class_="table table-sm upcoming")
+
+
+def _short(text: str, n: int = 70) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"

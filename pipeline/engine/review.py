@@ -1,0 +1,361 @@
+"""The review queue and people's decisions, for the annotation app (framework-free).
+
+- :meth:`Review.queue`: raw_traces with their failed assertions, the judge's critique and the
+  decisions so far, filtered and ordered. Filters are bound parameters; orderings come from a
+  fixed list. No SQL is ever built from a caller's string.
+- :func:`make_decision`: a validated decision; an edited output (the correction) must pass the
+  task's assertions, and :func:`correction_failures` gives the reasons live.
+- :meth:`Review.save` / :meth:`Review.undo`: short-lived connections, retried while another
+  process (a materialization) holds DuckDB's lock. A save that still cannot get in is written to
+  the :class:`Outbox`, a folder of JSONL files in the format the ``annotations`` asset imports;
+  :meth:`Review.flush` retries it. Every path writes with ``insert_new`` by ``annotation_id`` (an
+  id given when the trace is shown), so a decision is never recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import polars as pl
+
+from pipeline.engine import store
+from pipeline.engine.annotations import ANNOTATION_SCHEMA, LABELS
+from pipeline.engine.tasks import CheckResult, Task
+from pipeline.engine.traces import parse_timestamp
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Label status filters: what each shows.
+STATUSES = {
+    "not_mine": "not decided by me",
+    "undecided": "not decided by anyone",
+    "decided": "decided by someone",
+    "mine": "decided by me",
+    "all": "all",
+}
+#: Orderings: name -> (description, ORDER BY fragment). The only SQL that varies per request.
+ORDERINGS = {
+    "failing": ("failing first (assertions, then the judge)",
+                "coalesce(ev.n_failed, 0) DESC, (jd.judge_outcome = 'bad') DESC NULLS LAST, t.ts DESC NULLS LAST"),
+    "feedback": ("negative user feedback first",
+                 ("list_contains($negative, lower(t.metadata->>'user_feedback')) DESC NULLS LAST, "
+                  "coalesce(ev.n_failed, 0) DESC")),
+    "length": ("outliers by output length",
+               "abs(length(coalesce(t.output, '')) - s.mu_len) / nullif(s.sd_len, 0) DESC NULLS LAST"),
+    "latency": ("outliers by latency", "abs(t.latency_ms - s.mu_lat) / nullif(s.sd_lat, 0) DESC NULLS LAST"),
+    "random": ("random sample (unbiased error rates)", "md5(t.trace_id || $seed)"),
+    "newest": ("newest first", "t.ts DESC NULLS LAST"),
+}
+#: user_feedback values (lower case) counted as negative.
+NEGATIVE_FEEDBACK = ["thumbs_down", "negative", "bad", "down", "-1"]
+SAVED, DUPLICATE, QUEUED = "saved", "already saved", "queued: database busy"
+APP_SOURCE = "app"
+#: How long reads made while moving through the queue wait for a busy database.
+QUICK_READ_SECONDS = 0.3
+#: One writer at a time in this process: DuckDB's own lock only separates processes.
+_LOCK = threading.RLock()
+
+
+class ReviewError(ValueError):
+    """A decision or filter that cannot be used; the message says why."""
+
+
+class DatabaseBusy(RuntimeError):
+    """Another process held the database for longer than we were willing to wait."""
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the queue shows. ``failure_mode`` matches a failed assertion or a person's failure
+    mode; ``check`` a failed assertion only; dates bound the trace's day (inclusive)."""
+
+    failure_mode: str | None = None
+    check: str | None = None
+    source: str | None = None
+    since: date | None = None
+    until: date | None = None
+    status: str = "not_mine"
+    annotator: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One person's decision on one trace, as the annotations table holds it."""
+
+    annotation_id: str
+    trace_id: str
+    label: str
+    annotator: str
+    annotated_at: datetime
+    failure_mode: str | None = None
+    correction: str | None = None
+    critique: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The JSON record read by :func:`pipeline.engine.annotations.read_annotation_files`."""
+        return {**asdict(self), "annotated_at": self.annotated_at.isoformat()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Decision:
+        return cls(**{**record, "annotated_at": parse_timestamp(record["annotated_at"])})
+
+
+def new_annotation_id() -> str:
+    """A fresh decision id, given when a trace is shown so a retry or double submit reuses it."""
+    return "ann_" + uuid.uuid4().hex[:24]
+
+
+def correction_failures(task: Task, input: dict[str, Any], correction: str) -> list[CheckResult]:
+    """The task's assertions that ``correction`` fails (empty when it passes them all)."""
+    return [r for r in task.check(input, correction) if r.passed is False]
+
+
+def _text(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def make_decision(task: Task, input: dict[str, Any], *, annotation_id: str, trace_id: str, label: str,
+                  annotator: str, failure_mode: str | None = None, correction: str | None = None,
+                  critique: str | None = None, now: datetime | None = None) -> Decision:
+    """A decision ready to save; raises ReviewError with the reason when it cannot be saved.
+
+    A 'bad' decision without a failure mode gets 'unspecified' (as imported files do); a 'good'
+    one keeps none. A correction must pass every assertion of the task.
+    """
+    if label not in LABELS:
+        raise ReviewError(f"choose a label: {' or '.join(LABELS)}")
+    if not _text(annotator):
+        raise ReviewError("annotator is required")
+    correction = _text(correction)
+    if correction is not None:
+        failed = correction_failures(task, input, correction)
+        if failed:
+            raise ReviewError("correction fails assertions: "
+                              + "; ".join(f"{r.check_name}: {r.detail}" for r in failed))
+    mode = (_text(failure_mode) or "unspecified") if label == "bad" else None
+    return Decision(annotation_id=annotation_id, trace_id=trace_id, label=label, annotator=annotator.strip(),
+                    annotated_at=now or datetime.now(timezone.utc), failure_mode=mode,
+                    correction=correction, critique=_text(critique))
+
+
+def _frame(decisions: list[Decision]) -> pl.DataFrame:
+    rows = [{**asdict(d), "source": APP_SOURCE} for d in decisions]
+    return pl.DataFrame(rows, schema=ANNOTATION_SCHEMA)
+
+
+class Outbox:
+    """Decisions waiting for the database: one JSONL file per decision, written atomically
+    (temporary file, then rename) in a folder the ``annotations`` asset imports."""
+
+    PREFIX = "app-"
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, annotation_id: str) -> Path:
+        return self.folder / f"{self.PREFIX}{annotation_id}.jsonl"
+
+    def put(self, decision: Decision) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.path(decision.annotation_id)
+        temp = final.with_name(f".{final.name}.tmp")
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(decision.record(), ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+        return final
+
+    def discard(self, annotation_id: str) -> bool:
+        """Remove a waiting decision; True if there was one."""
+        try:
+            self.path(annotation_id).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def pending(self) -> list[Decision]:
+        """The waiting decisions. A file that is not one (not written by us) is left for the
+        ``annotations`` asset, which rejects it with the reason."""
+        found = []
+        for path in sorted(self.folder.glob(f"{self.PREFIX}*.jsonl")):
+            try:
+                found += [Decision.from_record(json.loads(line)) for line in path.read_text("utf-8").splitlines()
+                          if line.strip()]
+            except FileNotFoundError:
+                continue  # flushed or undone meanwhile
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("outbox file %s is not a decision, left for the annotations asset: %s", path, exc)
+        return found
+
+    def count(self) -> int:
+        return len(list(self.folder.glob(f"{self.PREFIX}*.jsonl"))) if self.folder.is_dir() else 0
+
+
+_QUEUE_SQL = """
+WITH ev AS (
+    SELECT trace_id, count(*) FILTER (WHERE passed = false) AS n_failed,
+           list(struct_pack(check_name := check_name, detail := detail) ORDER BY check_name)
+               FILTER (WHERE passed = false) AS failed
+    FROM trace_evaluations GROUP BY trace_id),
+jd AS (
+    SELECT trace_id, arg_max(critique, judged_at) AS judge_critique, arg_max(outcome, judged_at) AS judge_outcome
+    FROM trace_judgements WHERE subject = 'trace' AND outcome IS NOT NULL GROUP BY trace_id),
+an AS (
+    SELECT trace_id, list(annotation_id) AS decision_ids, list(DISTINCT annotator) AS annotators,
+           list(failure_mode) AS modes
+    FROM annotations GROUP BY trace_id),
+s AS (
+    SELECT avg(length(coalesce(output, ''))) AS mu_len, stddev_pop(length(coalesce(output, ''))) AS sd_len,
+           avg(latency_ms) AS mu_lat, stddev_pop(latency_ms) AS sd_lat FROM raw_traces)
+SELECT t.trace_id, t.source, t.ts, t.input::VARCHAR AS input, t.output, t.model, t.latency_ms, t.error,
+       t.metadata->>'user_feedback' AS user_feedback, coalesce(ev.n_failed, 0) AS n_failed, ev.failed,
+       ev.trace_id IS NOT NULL AS evaluated,
+       jd.judge_critique, jd.judge_outcome, coalesce(an.decision_ids, []) AS decision_ids,
+       coalesce(an.annotators, []) AS annotators, count(*) OVER () AS matching
+FROM raw_traces t LEFT JOIN ev USING (trace_id) LEFT JOIN jd USING (trace_id)
+     LEFT JOIN an USING (trace_id) CROSS JOIN s
+WHERE t.task = $task
+  AND ($source::VARCHAR IS NULL OR t.source = $source)
+  AND ($since::DATE IS NULL OR t.ts >= $since::DATE)
+  AND ($until::DATE IS NULL OR t.ts < $until::DATE + INTERVAL 1 DAY)
+  AND ($check::VARCHAR IS NULL OR list_contains(list_transform(ev.failed, f -> f.check_name), $check))
+  AND ($mode::VARCHAR IS NULL OR list_contains(list_transform(ev.failed, f -> f.check_name), $mode)
+       OR list_contains(an.modes, $mode))
+  AND ($status = 'all'
+       OR ($status = 'undecided' AND an.trace_id IS NULL)
+       OR ($status = 'decided' AND an.trace_id IS NOT NULL)
+       OR ($status = 'mine' AND list_contains(an.annotators, $annotator))
+       OR ($status = 'not_mine' AND NOT coalesce(list_contains(an.annotators, $annotator), false)))
+ORDER BY {order}, t.trace_id
+LIMIT $limit
+"""
+
+
+class Review:
+    """Queue reads and decision writes against one database, with an outbox for busy times."""
+
+    def __init__(self, database: str, outbox: str | Path, task: Task, busy_seconds: float = 3.0):
+        self.database = database
+        self.outbox = Outbox(outbox)
+        self.task = task
+        self.busy_seconds = busy_seconds
+        self._undos: set[str] = set()
+
+    def _with_connection(self, work: Callable[[duckdb.DuckDBPyConnection], T], wait: float | None = None) -> T:
+        """``work`` on a fresh connection, closed afterwards; retried with backoff while another
+        process holds the lock (up to ``wait`` seconds, default busy_seconds), then DatabaseBusy."""
+        deadline = time.monotonic() + (self.busy_seconds if wait is None else wait)
+        delay = 0.05
+        while True:
+            try:
+                with _LOCK:
+                    conn = store.connect(self.database)
+                    try:
+                        return work(conn)
+                    finally:
+                        conn.close()
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseBusy(f"database {self.database} is busy (a run holds it)") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def queue(self, filters: QueueFilter, order: str = "failing", limit: int = 500, seed: str = "0") -> pl.DataFrame:
+        """Traces to review, one row each, best first; ``matching`` counts all that match."""
+        if order not in ORDERINGS:
+            raise ReviewError(f"unknown ordering {order!r}: choose one of {', '.join(ORDERINGS)}")
+        if filters.status not in STATUSES:
+            raise ReviewError(f"unknown label status {filters.status!r}: choose one of {', '.join(STATUSES)}")
+        params: dict[str, Any] = {
+            "task": self.task.name, "source": filters.source or None, "since": filters.since,
+            "until": filters.until, "check": filters.check or None, "mode": filters.failure_mode or None,
+            "status": filters.status, "annotator": filters.annotator, "limit": int(limit)}
+        if "$negative" in ORDERINGS[order][1]:
+            params["negative"] = NEGATIVE_FEEDBACK
+        if "$seed" in ORDERINGS[order][1]:
+            params["seed"] = str(seed)
+        sql = _QUEUE_SQL.format(order=ORDERINGS[order][1])
+        return self._with_connection(lambda conn: conn.execute(sql, params).pl())
+
+    def options(self) -> dict[str, list[str]]:
+        """Choices for the filters and the failure-mode list: sources, checks, failure modes
+        (the task's assertions first, then modes people have used)."""
+        def read(conn):
+            sources = [r[0] for r in conn.execute("SELECT DISTINCT source FROM raw_traces ORDER BY 1").fetchall()]
+            used = [r[0] for r in conn.execute("SELECT DISTINCT failure_mode FROM annotations "
+                                               "WHERE failure_mode IS NOT NULL ORDER BY 1").fetchall()]
+            return sources, used
+        sources, used = self._with_connection(read)
+        checks = list(self.task.check_names)
+        return {"sources": sources, "checks": checks, "failure_modes": checks + [m for m in used if m not in checks]}
+
+    def decisions_for(self, trace_id: str) -> pl.DataFrame:
+        """Every decision on a trace now (in the table), oldest first; waits only briefly."""
+        return self._with_connection(lambda conn: store.read(
+            conn, "SELECT annotation_id, annotator, label, failure_mode, annotated_at FROM annotations "
+                  "WHERE trace_id = ? ORDER BY annotated_at, annotation_id", [trace_id]), wait=QUICK_READ_SECONDS)
+
+    def progress(self, annotator: str) -> dict[str, int]:
+        """Traces of the task, traces anyone decided, traces ``annotator`` decided; waits only briefly."""
+        row = self._with_connection(lambda conn: conn.execute("""
+            SELECT count(*), count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM annotations)),
+                   count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM annotations WHERE annotator = ?))
+            FROM raw_traces WHERE task = ?""", [annotator, self.task.name]).fetchone(), wait=QUICK_READ_SECONDS)
+        return {"traces": row[0], "decided": row[1], "mine": row[2]}
+
+    def save(self, decision: Decision) -> str:
+        """SAVED, DUPLICATE (this annotation_id is already there) or QUEUED (in the outbox)."""
+        try:
+            new = self._with_connection(
+                lambda conn: store.insert_new(conn, "annotations", _frame([decision]), ["annotation_id"]))
+        except DatabaseBusy:
+            self.outbox.put(decision)
+            return QUEUED
+        self.outbox.discard(decision.annotation_id)
+        return SAVED if new else DUPLICATE
+
+    def undo(self, annotation_id: str) -> str:
+        """Remove a decision wherever it is (outbox and table); 'undone', or 'undo queued: database
+        busy' when the table could not be reached (:meth:`flush` finishes it)."""
+        with _LOCK:
+            self.outbox.discard(annotation_id)
+            self._undos.add(annotation_id)
+        try:
+            self.flush()
+        except DatabaseBusy:
+            return "undo queued: database busy"
+        return "undone"
+
+    def flush(self) -> int:
+        """Write the outbox's decisions and apply pending undos; returns decisions newly written.
+        Raises DatabaseBusy when the database is still held."""
+        def write(conn) -> int:
+            # all under the lock: an undo either removes a file before it is read or deletes after
+            waiting, undos = self.outbox.pending(), set(self._undos)
+            new = store.insert_new(conn, "annotations", _frame(waiting), ["annotation_id"]) if waiting else 0
+            if undos:
+                conn.execute("DELETE FROM annotations WHERE list_contains(?, annotation_id)", [sorted(undos)])
+            for decision in waiting:
+                self.outbox.discard(decision.annotation_id)
+            self._undos -= undos
+            return new
+
+        if not self._undos and not self.outbox.pending():
+            return 0
+        return self._with_connection(write)

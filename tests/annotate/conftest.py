@@ -1,0 +1,79 @@
+"""The annotation app served from a subprocess on a free port (stopped by its own pid), over a
+seeded database."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.annotate.seed import HOSTILE, seed_database
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Served:
+    """A running app: its url, database and outbox folder."""
+
+    def __init__(self, url: str, database: str, outbox: Path):
+        self.url, self.database, self.outbox = url, database, outbox
+
+    def rows(self, sql: str, params=()) -> list[tuple]:
+        """Query the database read-only, waiting while the app holds its lock for a moment."""
+        for _ in range(100):
+            try:
+                with duckdb.connect(self.database, read_only=True) as conn:
+                    return conn.execute(sql, list(params)).fetchall()
+            except duckdb.IOException:
+                time.sleep(0.05)
+        raise AssertionError("database stayed locked")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("annotate")
+    database = seed_database(folder / "flywheel.duckdb")
+    with duckdb.connect(database) as conn:  # a failure mode someone typed is untrusted too
+        conn.execute("INSERT INTO annotations VALUES ('ann_zed', 't_good', 'bad', ?, NULL, NULL, 'zed', "
+                     "TIMESTAMPTZ '2026-10-07 00:00:00+00', 'app')", [HOSTILE])
+    with open(folder / "app.log", "wb") as log:
+        yield from _serve(database, folder, log)
+
+
+def _serve(database: str, folder: Path, log):
+    """Start the app on a free port, yield it once it answers, stop it by its pid."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.annotate", "--database", database, "--outbox", str(folder / "incoming"),
+         "--port", str(port), "--annotator", "ana", "--busy-seconds", "0.5"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((folder / "app.log").read_text()) from None
+                time.sleep(0.1)
+        yield Served(url, database, folder / "incoming")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
