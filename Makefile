@@ -10,7 +10,7 @@ export FLYWHEEL_DUCKDB := $(DATABASE)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test dev demo-data clean
+.PHONY: install demo test dev annotate demo-data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ install: $(BIN)/.installed
 # Run history for `make demo` and `make dev` (the UI shows the demo's runs); nothing phones home.
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'telemetry:\n  enabled: false\n# DuckDB has one writer: runs launched from the UI, sensors and schedules go one at a time.\nrun_queue:\n  max_concurrent_runs: 1\n' > $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m pipeline.definitions -j flywheel
@@ -37,8 +37,12 @@ test: install
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# The annotation app on http://127.0.0.1:8765 (ANNOTATE_ARGS="--port 9000 --annotator maya" to change).
+annotate: install
+	$(BIN)/flywheel-annotate --database $(DATABASE) $(ANNOTATE_ARGS)
+
 demo-data: install
 	$(BIN)/python scripts/make_demo_data.py --out data/demo
 
 clean:
-	rm -rf $(VENV) .dagster_home data/flywheel.duckdb data/flywheel.duckdb.wal data/models data/exports data/reports
+	rm -rf $(VENV) .dagster_home data/flywheel.duckdb data/flywheel.duckdb.wal data/flywheel.snapshot.duckdb data/models data/exports data/reports

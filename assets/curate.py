@@ -235,6 +235,8 @@ def training_files(context: dg.AssetExecutionContext, config: TrainingFileSettin
     cost = training_cost(tokens["train"], config.epochs, config.price_per_1m_training_tokens)
     context.log.info(f"wrote training files under {out_dir}")
     return dg.MaterializeResult(
+        # the content hash as Dagster's data version: training runs only when it changes (pipeline/automation.py)
+        data_version=dg.DataVersion(version),
         metadata={"training_data_version": version,
                   **{f"{s}_file": dg.MetadataValue.path(p) for s, p in written.items()},
                   "examples": counts_table(counts), "tokens": counts_table(tokens),

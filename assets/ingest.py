@@ -32,6 +32,8 @@ def rejection_spec(asset: str) -> dg.AssetCheckSpec:
 @dg.asset(
     group_name="ingest",
     kinds={"duckdb", "polars"},
+    # by key: the observed sources live in assets.sources (importing them would load them here too)
+    deps=[dg.AssetKey("trace_files_source")],
     description="Production traces from the trace files (drop folder and bundled demo traces): JSONL, "
                 "JSON or Parquet, gzip or not, in the project's format, OpenAI chat logs or LangSmith run "
                 "exports. Validated and deduplicated by trace id (else content hash); only new files and "
@@ -63,7 +65,7 @@ def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
 @dg.asset(
     group_name="ingest",
     kinds={"duckdb", "polars"},
-    deps=[raw_traces],
+    deps=[raw_traces, dg.AssetKey("annotations_source")],
     description="People's good/bad decisions, failure modes, critiques and corrections on traces. "
                 "The annotation app writes here directly; decision files are imported, and a "
                 "correction that fails the task's assertions is rejected with the reason.",

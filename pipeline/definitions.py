@@ -1,6 +1,7 @@
-"""Dagster Definitions: the asset graph, its checks, resources and the main job.
+"""Dagster Definitions: the asset graph, its checks, resources, jobs, schedules and sensors.
 
-workspace.yaml points here. Every setting has an embedded default that runs offline: the local
+workspace.yaml points here. Owners and automation conditions come from one policy
+(:mod:`pipeline.automation`). Every setting has an embedded default that runs offline: the local
 DuckDB file data/flywheel.duckdb, the bundled demo traces and annotations, the local trainer.
 FLYWHEEL_DUCKDB overrides the database (a path, or an ``md:`` MotherDuck string).
 """
@@ -9,10 +10,11 @@ import os
 
 import dagster as dg
 
-from assets import curate, evaluate, evaluations, ingest, train
+from assets import curate, evaluate, evaluations, ingest, sources, train
 from assets import langsmith as langsmith_assets
+from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
 from pipeline.resources import (
-    AnnotationFiles, CurationSettings, FlywheelDuckDB, FlywheelPaths, JudgeResource, LangSmithSource, LocalTrainer,
+    AnnotationFiles, CurationSettings, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, LangSmithSource, LocalTrainer,
     TaskResource, TraceFiles,
 )
 
@@ -21,7 +23,8 @@ ASSET_MODULES = [ingest, evaluations, curate, train, evaluate]
 flywheel_job = dg.define_asset_job(
     "flywheel",
     # LangSmith pulls are daily partitions with their own job and schedule: the loop runs offline.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("langsmith_traces"),
+    # The observed sources are observed by the automation sensor, not run by jobs.
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("langsmith_traces", *SOURCES),
     description="The whole loop: ingest traces and annotations, curate, train, evaluate, promote.",
     # One process: DuckDB allows one writer, and the steps run one after another anyway.
     executor_def=dg.in_process_executor,
@@ -36,6 +39,14 @@ langsmith_job = dg.define_asset_job(
 langsmith_schedule = dg.build_schedule_from_partitioned_job(langsmith_job, hour_of_day=1)
 
 
+def fine_tuning_resource() -> FineTuning:
+    """Local unless FLYWHEEL_FINE_TUNING_BACKEND says openai or azure (key from the environment)."""
+    backend = os.environ.get("FLYWHEEL_FINE_TUNING_BACKEND", "local")
+    variable = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}.get(backend)
+    return FineTuning(backend=backend,
+                      **({"api_key": dg.EnvVar(variable)} if variable and os.environ.get(variable) else {}))
+
+
 def default_resources() -> dict:
     """Resources with the embedded offline defaults."""
     return {
@@ -47,16 +58,27 @@ def default_resources() -> dict:
         "paths": FlywheelPaths(),
         "judge": JudgeResource(model=os.environ.get("FLYWHEEL_JUDGE_MODEL") or None),
         "curation": CurationSettings(),
+        "fine_tuning": fine_tuning_resource(),
         "langsmith": LangSmithSource(
             project=os.environ.get("LANGSMITH_PROJECT"),
             **({"api_key": dg.EnvVar("LANGSMITH_API_KEY")} if os.environ.get("LANGSMITH_API_KEY") else {})),
     }
 
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([*ASSET_MODULES, langsmith_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([*ASSET_MODULES, langsmith_assets]),
-    jobs=[flywheel_job, langsmith_job],
-    schedules=[langsmith_schedule],
-    resources=default_resources(),
-)
+def build_defs(resources: dict) -> dg.Definitions:
+    """The whole code location with ``resources`` (tests and deployments pass their own)."""
+    assets = dg.load_assets_from_modules([*ASSET_MODULES, langsmith_assets])
+    return dg.Definitions(
+        assets=apply_policy([*assets, *sources.SOURCES]),
+        asset_checks=dg.load_asset_checks_from_modules([*ASSET_MODULES, langsmith_assets]),
+        jobs=[flywheel_job, langsmith_job, retraining_job],
+        schedules=[langsmith_schedule, nightly_schedule()],
+        sensors=[automation_sensor, train.hosted_fine_tuning_job],
+        resources=resources,
+        # runs that the automation sensor or the UI launch execute their steps one after another in
+        # one process: DuckDB has one writer, and parallel step processes would contend for it
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs(default_resources())

@@ -82,6 +82,62 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         prompt_tokens BIGINT, completion_tokens BIGINT, latency_ms DOUBLE,
         judged_at TIMESTAMPTZ NOT NULL);
     """),
+    (5, "hosted fine-tuning: registry columns, job events", """
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS config_hash VARCHAR;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS cost_estimate_usd DOUBLE;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS trained_tokens BIGINT;
+    CREATE TABLE IF NOT EXISTS fine_tune_events (
+        job_id VARCHAR NOT NULL, event_id VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL,
+        level VARCHAR, type VARCHAR, message VARCHAR, step BIGINT, train_loss DOUBLE, valid_loss DOUBLE,
+        data JSON);
+    """),
+    (6, "analyst views", """
+    CREATE OR REPLACE VIEW failure_rate_daily AS
+    WITH traces AS (SELECT trace_id, CAST(timezone('UTC', ts) AS DATE) AS day FROM raw_traces),
+         per_day AS (SELECT day, count(*) AS traces FROM traces GROUP BY day)
+    SELECT t.day, f.failure_mode, count(DISTINCT f.trace_id) AS failing_traces, d.traces,
+           count(DISTINCT f.trace_id) / d.traces AS failure_rate,
+           list(DISTINCT f.label_source ORDER BY f.label_source) AS label_sources
+    FROM labelled_failures f JOIN traces t USING (trace_id) JOIN per_day d USING (day)
+    GROUP BY t.day, f.failure_mode, d.traces
+    ORDER BY t.day, failure_rate DESC, f.failure_mode;
+
+    CREATE OR REPLACE VIEW top_failing_inputs AS
+    SELECT r.input::VARCHAR AS input, count(DISTINCT r.trace_id) AS traces,
+           count(DISTINCT f.trace_id) AS failing_traces,
+           count(DISTINCT f.trace_id) / count(DISTINCT r.trace_id) AS failure_rate,
+           list(DISTINCT f.failure_mode ORDER BY f.failure_mode) FILTER (WHERE f.failure_mode IS NOT NULL) AS failure_modes,
+           max(r.ts) AS last_seen
+    FROM raw_traces r LEFT JOIN labelled_failures f USING (trace_id)
+    GROUP BY r.input::VARCHAR
+    HAVING count(f.trace_id) > 0
+    ORDER BY failing_traces DESC, failure_rate DESC, input;
+
+    CREATE OR REPLACE VIEW model_leaderboard AS
+    WITH scores AS (
+        SELECT model_id, test_set_version, count(*) AS n_examples, avg(passed_checks::INT) AS passed_checks,
+               avg(exact_match::INT) AS exact_match, max(evaluated_at) AS evaluated_at
+        FROM eval_results GROUP BY model_id, test_set_version),
+    vs_base AS (
+        SELECT r.model_id, r.test_set_version, r.verdict AS verdict_vs_base
+        FROM eval_reports r JOIN fine_tuned_models m ON m.model_id = r.model_id AND m.base_model = r.baseline_model_id),
+    in_use AS (SELECT model_id FROM model_promotions ORDER BY promoted_at DESC LIMIT 1)
+    SELECT rank() OVER (PARTITION BY s.test_set_version ORDER BY s.passed_checks DESC, s.exact_match DESC) AS rank,
+           s.model_id,
+           CASE WHEN m.model_id IS NULL THEN 'external' WHEN m.base_model IS NULL THEN 'base' ELSE 'fine-tuned' END AS kind,
+           m.backend, m.base_model, m.training_data_version, s.test_set_version, s.n_examples,
+           s.passed_checks, s.exact_match, v.verdict_vs_base,
+           s.model_id IN (SELECT model_id FROM in_use) AS promoted, s.evaluated_at
+    FROM scores s LEFT JOIN fine_tuned_models m USING (model_id) LEFT JOIN vs_base v USING (model_id, test_set_version)
+    WHERE s.test_set_version IN (SELECT test_set_version FROM eval_reports)
+    ORDER BY s.test_set_version, rank, s.model_id;
+
+    CREATE OR REPLACE VIEW training_data_composition AS
+    SELECT split, source, coalesce(failure_mode, 'none') AS failure_mode, count(*) AS examples,
+           count(*) / sum(count(*)) OVER (PARTITION BY split) AS share_of_split
+    FROM training_examples GROUP BY split, source, coalesce(failure_mode, 'none')
+    ORDER BY split, examples DESC, source, failure_mode;
+    """),
 ]
 
 CONTRACT_TABLES = (

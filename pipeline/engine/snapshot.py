@@ -1,0 +1,64 @@
+"""Reading while the pipeline writes: a read-only copy of the database, published atomically.
+
+DuckDB lets one process write a database file, and a reader that opens the file blocks the
+writer (and the other way round). So the writer publishes a copy after each change
+(:func:`publish`): CHECKPOINT, copy to a temporary file beside the copy, ``os.replace``. A
+reader that holds the previous copy keeps reading it (its file stays alive until closed); the
+next ``duckdb.connect(snapshot, read_only=True)`` sees the new one.
+"""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+
+def _wal_is_empty(conn: duckdb.DuckDBPyConnection) -> bool:
+    size = conn.execute("SELECT wal_size FROM pragma_database_size() WHERE database_name = current_database()").fetchone()
+    return size is None or str(size[0]).startswith("0 ")
+
+
+def stale(conn: duckdb.DuckDBPyConnection, database: Path, snapshot: Path, opened_mtime_ns: int) -> bool:
+    """Whether the copy lags the database: it is missing, this connection wrote (the WAL holds
+    changes, or a checkpoint touched the file), or another process wrote before it opened."""
+    if not snapshot.exists():
+        return True
+    taken = snapshot.stat().st_mtime_ns
+    return not _wal_is_empty(conn) or database.stat().st_mtime_ns != opened_mtime_ns or opened_mtime_ns > taken
+
+
+def publish(conn: duckdb.DuckDBPyConnection, database: Path, snapshot: Path, opened_mtime_ns: int) -> bool:
+    """Publish ``database`` (open on the writing connection ``conn``) at ``snapshot`` if it is
+    stale; returns whether a copy was published. Call it when the writes are done."""
+    if not stale(conn, database, snapshot, opened_mtime_ns):
+        return False
+    conn.execute("CHECKPOINT")  # the file now holds every committed change, and nothing writes it meanwhile
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    temporary = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(database, temporary)
+        os.replace(temporary, snapshot)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return True
+
+
+def connect_read_only(database: str, wait_seconds: float = 5.0, fallback: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to ``database``, retried while a writer holds its lock; after
+    ``wait_seconds`` the ``fallback`` copy if it exists, else the lock error is raised."""
+    if database != ":memory:" and not database.startswith("md:") and not Path(database).exists():
+        raise FileNotFoundError(f"no database at {database}")
+    deadline, delay = time.monotonic() + wait_seconds, 0.05
+    while True:
+        try:
+            return duckdb.connect(database, read_only=True)
+        except duckdb.IOException:
+            if time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(2 * delay, 0.5)
+            elif fallback is not None and fallback.exists():
+                return duckdb.connect(str(fallback), read_only=True)
+            else:
+                raise
