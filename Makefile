@@ -10,7 +10,7 @@ export FLYWHEEL_DUCKDB := $(DATABASE)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test dev annotate demo-data clean
+.PHONY: install system-packages demo test dev annotate demo-data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m pipeline.definitions -j flywheel
 	$(BIN)/python -m pipeline.summary $(DATABASE)
 
-test: install
+# Browser tests drive Debian's chromium; the deployment test starts a PostgreSQL server.
+system-packages:
+	bash scripts/install_system_packages.sh
+
+test: install system-packages
 	$(BIN)/python -m pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
