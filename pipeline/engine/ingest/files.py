@@ -17,6 +17,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -384,7 +385,7 @@ def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source:
     before = entry if not fresh else None
     state = state or ReadState()
 
-    def step(work=None, done: ReadState | None = None) -> None:
+    def step(work=None, done: ReadState | None = None, before_commit=None) -> None:
         nonlocal fresh
         with transaction(conn):
             if fresh:
@@ -395,6 +396,8 @@ def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source:
             job.flush()
             if done is not None:
                 _record(conn, source, path, fmt, stat, done, before, job.ingested, job.rejected, now)
+            if before_commit:
+                before_commit()
         fresh = False
 
     items = _json_document(path) if fmt == "json" else None
@@ -406,9 +409,15 @@ def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source:
         step(done=ReadState(offset=stat.st_size, line=job.records))
     else:
         resumable = fmt == "jsonl"
-        for chunk in read_lines(path, state, final=settled, max_record_bytes=max_record_bytes,
-                                chunk_bytes=chunk_bytes):
-            step(lambda: job.lines(chunk), ReadState(state.offset, state.line) if resumable else None)
+        chunks = read_lines(path, state, final=settled, max_record_bytes=max_record_bytes, chunk_bytes=chunk_bytes)
+        # the next chunk is read (in a thread) while DuckDB commits this one, on one core, the GIL released
+        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+            ahead: list = []
+            chunk = next(chunks, None)
+            while chunk is not None:
+                step(lambda: job.lines(chunk), ReadState(state.offset, state.line) if resumable else None,
+                     lambda: ahead.append(pool.submit(next, chunks, None)))
+                chunk = ahead.pop().result()
         step(done=state)
     return job
 

@@ -83,7 +83,7 @@ def _chunk(data: bytes, first_line: int, max_record_bytes: int) -> LineChunk:
     try:
         lines.validate(full=True)
     except pa.ArrowInvalid:
-        bad |= {i for i in range(count) if not _is_utf8(data[offsets[i]:offsets[i + 1]])}
+        bad |= _invalid_utf8_lines(data, offsets)
     for i in sorted(bad):
         raw = data[offsets[i]:offsets[i + 1]].rstrip(b"\r\n")
         text = raw.decode("utf-8", errors="replace")
@@ -105,6 +105,14 @@ def _chunk(data: bytes, first_line: int, max_record_bytes: int) -> LineChunk:
     as_binary = pa.Array.from_buffers(pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     good = as_binary.filter(mask).cast(pa.large_string())
     return LineChunk(pa.array(line_no).filter(mask), good, rejected)
+
+
+def _invalid_utf8_lines(data: bytes, offsets: np.ndarray) -> set[int]:
+    """Indexes of the lines of ``data`` (line i is ``offsets[i]:offsets[i + 1]``) that are not
+    valid UTF-8; only lines with a byte over 0x7f can be such, and only those are decoded."""
+    high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) >= 0x80)
+    candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1).tolist()
+    return {i for i in candidates if not _is_utf8(data[offsets[i]:offsets[i + 1]])}
 
 
 def _is_utf8(raw: bytes) -> bool:
