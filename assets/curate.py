@@ -10,7 +10,7 @@ from assets.evaluations import labelled_failures
 from assets.ingest import annotations
 from assets.metadata import counts_table, preview
 from pipeline.engine import store
-from pipeline.engine.curation import curate, data_version, outside_test, plan_splits, real_examples
+from pipeline.engine.curation import curate, data_version, outside_test, plan_splits, real_examples, stored_examples
 from pipeline.engine.dedup import near_duplicate_pairs
 from pipeline.engine.export import (
     MAX_TOKENS_PER_EXAMPLE, chat_records, format_problems, scrub_records, token_counter, training_cost, write_jsonl,
@@ -218,7 +218,7 @@ def training_files(context: dg.AssetExecutionContext, config: TrainingFileSettin
                    task: TaskResource, paths: FlywheelPaths) -> dg.MaterializeResult:
     the_task = task.load()
     with duckdb.get_connection() as conn:
-        examples = store.read(conn, "SELECT example_id, split, input::VARCHAR AS input, output FROM training_examples ORDER BY example_id")
+        examples = stored_examples(conn)
     version = data_version(examples)
     out_dir = paths.exports_dir / version
     counter = token_counter(config.tokenizer_encoding)

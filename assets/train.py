@@ -14,7 +14,7 @@ import polars as pl
 
 from assets.curate import training_files
 from pipeline.engine import store
-from pipeline.engine.curation import data_version
+from pipeline.engine.curation import data_version, stored_examples
 from pipeline.engine.finetune import registry as hosted_registry
 from pipeline.engine.finetune.events import loss_markdown
 from pipeline.engine.finetune.jobs import TERMINAL, retrieve
@@ -145,7 +145,7 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         raise dg.Failure(f"base model {base_id} is not trained yet at {base_dir}; materialize base_model first")
     train_config = trainer.finetune_train_config()
     with duckdb.get_connection() as conn:
-        examples = _training_examples(conn)
+        examples = stored_examples(conn, ("train", "validation"))
     version = data_version(examples)
     model_id = f"local-ft-{version[:10]}-{config_hash(base_id, train_config, trainer.replay_examples)}"
     model_dir = paths.models_dir / model_id
@@ -169,16 +169,11 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
                                           "validation_examples": validation.height})
 
 
-def _training_examples(conn) -> pl.DataFrame:
-    return store.read(conn, "SELECT example_id, split, input::VARCHAR AS input, output FROM training_examples "
-                            "WHERE split IN ('train', 'validation') ORDER BY example_id")
-
-
 def _hosted_fine_tune(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, fine_tuning: FineTuning,
                       paths: FlywheelPaths) -> dg.MaterializeResult:
     """Fine-tune through the hosted API on the files training_files exported for this data version."""
     with duckdb.get_connection() as conn:
-        version = data_version(_training_examples(conn))
+        version = data_version(stored_examples(conn, ("train", "validation")))
     train_file, validation_file = (paths.exports_dir / version / f"{s}.jsonl" for s in ("train", "validation"))
     if not train_file.is_file():
         raise dg.Failure(f"no training file for data version {version} at {train_file}; "
@@ -229,7 +224,7 @@ def hosted_fine_tuning_job(context: dg.SensorEvaluationContext, duckdb: Flywheel
     if not fine_tuning.hosted:
         return dg.SkipReason("the fine-tuning backend is local")
     with duckdb.read_connection() as conn:  # a sensor only reads: no write lock, no snapshot
-        known = hosted_registry.find_run(conn, fine_tuning.spec(data_version(_training_examples(conn))))
+        known = hosted_registry.find_run(conn, fine_tuning.spec(data_version(stored_examples(conn, ("train", "validation")))))
     if not known or known[1] != "running":
         return dg.SkipReason("no hosted fine-tuning job is waiting for the current training data")
     job = retrieve(fine_tuning.api(), known[0])

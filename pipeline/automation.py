@@ -20,8 +20,7 @@ import os
 
 import dagster as dg
 
-from pipeline.engine import store
-from pipeline.engine.curation import data_version
+from pipeline.engine.curation import data_version, stored_examples
 from pipeline.resources import FlywheelDuckDB
 
 AC = dg.AutomationCondition
@@ -109,8 +108,7 @@ retraining_job = dg.define_asset_job(
 def training_backlog(conn) -> dict:
     """The stored training data's version, the last fine-tuned model, and how many train and
     validation examples were added or changed since it was trained."""
-    examples = store.read(conn, "SELECT example_id, split, input::VARCHAR AS input, output FROM training_examples "
-                                "WHERE split IN ('train', 'validation')")
+    examples = stored_examples(conn, ("train", "validation"))
     last = conn.execute("""SELECT model_id, training_data_version, created_at FROM fine_tuned_models
         WHERE status = 'succeeded' AND base_model IS NOT NULL ORDER BY created_at DESC LIMIT 1""").fetchone()
     since = "WHERE split IN ('train', 'validation')" + (" AND created_at > ?" if last else "")

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import duckdb
 import polars as pl
 
+from pipeline.engine import store
 from pipeline.engine.annotations import latest_decisions
 from pipeline.engine.dedup import DEFAULT_THRESHOLD, input_key, near_duplicate_pairs
 from pipeline.engine.splits import NO_FAILURE, SPLITS, SplitConfig, assign_splits, group_id, split_sizes
@@ -222,6 +224,14 @@ def _split_report(rows: list[dict], split: str) -> dict[str, Any]:
     synthetic = sum(1 for r in in_split if r["source"] == "synthetic")
     return {"examples": len(in_split), "synthetic": synthetic,
             "synthetic_share": round(synthetic / len(in_split), 4) if in_split else 0.0}
+
+
+def stored_examples(conn: duckdb.DuckDBPyConnection, splits: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """The stored training_examples (example_id, split, input as JSON text, output) by example_id,
+    only those of ``splits`` when given: what :func:`data_version` hashes."""
+    where = "WHERE list_contains(?, split)" if splits else ""
+    return store.read(conn, "SELECT example_id, split, input::VARCHAR AS input, output FROM training_examples "
+                            f"{where} ORDER BY example_id", [list(splits)] if splits else None)
 
 
 def data_version(examples: pl.DataFrame, splits: tuple[str, ...] = ("train", "validation")) -> str:
