@@ -11,6 +11,8 @@ in a temporary folder under /tmp, then measures in this run, each in a fresh pro
   database file, checkpointed
 - full ingest: :func:`pipeline.engine.traces.ingest_files` of the file into a new database
 - incremental: the same database after appending 1% new lines to the file (the ledger resumes)
+- reader: the ingest's line reader alone (numbered lines as Arrow, UTF-8 and size checks) against
+  plainly reading the file's bytes, to see what reading costs before any validation
 
 and prints the medians, the ratios (full / floor, incremental / full) and the peak resident
 memory of the ingest process. The temporary folder is deleted at the end.
@@ -111,7 +113,22 @@ def _child(mode: str, file: str, database: str) -> None:
 
     started = time.perf_counter()
     cpu_before = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-    if mode == "floor":
+    if mode in ("read", "reader"):
+        from pipeline.engine.ingest.lines import ReadState, read_lines
+
+        started = time.perf_counter()
+        cpu_before = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        if mode == "read":
+            with open(file, "rb") as handle:
+                while handle.read(32 * 1024 * 1024):
+                    pass
+            counts = {}
+        else:
+            state = ReadState()
+            lines = sum(len(chunk.lines) for chunk in read_lines(Path(file), state, final=True,
+                                                                 max_record_bytes=MAX_RECORD_BYTES))
+            counts = {"lines": lines}
+    elif mode == "floor":
         with duckdb.connect(database) as conn:
             conn.execute("CREATE TABLE floor AS SELECT * FROM read_json(?, format = 'newline_delimited', "
                          "ignore_errors = true, maximum_object_size = 16777216)", [file])
@@ -168,9 +185,11 @@ def main() -> None:
         delta_file.unlink()
         print(f"generated {args.traces:,} traces ({size / 2**20:,.0f} MiB) + {extra:,} for the increment "
               f"in {time.perf_counter() - started:.0f} s under {folder}")
-        floor, full, incremental = [], [], []
+        floor, full, incremental, read, reader = [], [], [], [], []
         for _ in range(args.repeat):
             os.truncate(traces, size)
+            read.append(_measure("read", traces, folder / "unused.duckdb"))
+            reader.append(_measure("reader", traces, folder / "unused.duckdb"))
             database = folder / "floor.duckdb"
             _fresh(database)
             floor.append(_measure("floor", traces, database))
@@ -193,6 +212,10 @@ def main() -> None:
               f"ratio to floor {i / f:.2f}x (cpu {ic / fc:.2f}x; target <= 2x)")
         print(f"  +1% incremental ingest    {d:8.2f} s  cpu {dc:7.2f} s   peak {max(r['peak_mib'] for r in incremental):6.0f} MiB   "
               f"{d / i:.1%} of full (target <= 5%)")
+        r, rr = median(read, "cpu"), median(reader, "cpu")
+        print(f"  reading the file's bytes  {median(read):8.2f} s  cpu {r:7.2f} s")
+        print(f"  ingest's line reader      {median(reader):8.2f} s  cpu {rr:7.2f} s   "
+              f"{reader[0]['counts']['lines']:,} lines; cpu = {rr / ic:.0%} of the full ingest's")
         print(f"  full ingest counts        {full[0]['counts']}")
         print(f"  incremental counts        {incremental[0]['counts']}")
     finally:

@@ -57,10 +57,10 @@ def read_lines(path: Path, state: ReadState, *, final: bool, max_record_bytes: i
         rest = b""
         while True:
             block = handle.read(chunk_bytes)
-            data = rest + block
+            data = rest + block if rest else block
             cut = len(data) if not block and final else data.rfind(b"\n") + 1
             if cut:
-                chunk = _chunk(data[:cut], state.line, max_record_bytes)
+                chunk = _chunk(memoryview(data)[:cut], state.line, max_record_bytes)  # a view: no copy
                 state.offset += cut
                 state.line += data.count(b"\n", 0, cut) + (0 if data[cut - 1:cut] == b"\n" else 1)
                 yield chunk
@@ -69,7 +69,7 @@ def read_lines(path: Path, state: ReadState, *, final: bool, max_record_bytes: i
                 return
 
 
-def _chunk(data: bytes, first_line: int, max_record_bytes: int) -> LineChunk:
+def _chunk(data: memoryview, first_line: int, max_record_bytes: int) -> LineChunk:
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
     if not len(ends) or ends[-1] != len(data):
         ends = np.append(ends, len(data))
@@ -85,7 +85,7 @@ def _chunk(data: bytes, first_line: int, max_record_bytes: int) -> LineChunk:
     except pa.ArrowInvalid:
         bad |= _invalid_utf8_lines(data, offsets)
     for i in sorted(bad):
-        raw = data[offsets[i]:offsets[i + 1]].rstrip(b"\r\n")
+        raw = bytes(data[offsets[i]:offsets[i + 1]]).rstrip(b"\r\n")
         text = raw.decode("utf-8", errors="replace")
         drop[i] = True
         if not raw.strip():
@@ -107,12 +107,12 @@ def _chunk(data: bytes, first_line: int, max_record_bytes: int) -> LineChunk:
     return LineChunk(pa.array(line_no).filter(mask), good, rejected)
 
 
-def _invalid_utf8_lines(data: bytes, offsets: np.ndarray) -> set[int]:
+def _invalid_utf8_lines(data: memoryview, offsets: np.ndarray) -> set[int]:
     """Indexes of the lines of ``data`` (line i is ``offsets[i]:offsets[i + 1]``) that are not
     valid UTF-8; only lines with a byte over 0x7f can be such, and only those are decoded."""
     high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) >= 0x80)
     candidates = np.unique(np.searchsorted(offsets, high, side="right") - 1).tolist()
-    return {i for i in candidates if not _is_utf8(data[offsets[i]:offsets[i + 1]])}
+    return {i for i in candidates if not _is_utf8(bytes(data[offsets[i]:offsets[i + 1]]))}
 
 
 def _is_utf8(raw: bytes) -> bool:
