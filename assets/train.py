@@ -15,7 +15,7 @@ import polars as pl
 from assets.curate import training_files
 from pipeline.engine import store
 from pipeline.engine.curation import data_version, stored_examples
-from pipeline.engine.finetune import registry as hosted_registry
+from pipeline.engine.finetune import registry
 from pipeline.engine.finetune.events import loss_markdown
 from pipeline.engine.finetune.jobs import TERMINAL, retrieve
 from pipeline.engine.finetune.run import HostedRun, run_hosted
@@ -24,13 +24,6 @@ from pipeline.engine.training import (
     config_hash, file_hash, fine_tune_model, is_complete, read_corpus, train_base_model,
 )
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource
-
-REGISTRY_SCHEMA = {
-    "model_id": pl.String, "backend": pl.String, "base_model": pl.String, "job_id": pl.String,
-    "status": pl.String, "training_data_version": pl.String, "hyperparameters": pl.String,
-    "metrics": pl.String, "artifact_path": pl.String, "created_at": pl.Datetime("us", "UTC"),
-    "finished_at": pl.Datetime("us", "UTC"), "error": pl.String,
-}
 
 
 def base_model_id(trainer: LocalTrainer) -> str:
@@ -41,7 +34,7 @@ def base_model_id(trainer: LocalTrainer) -> str:
 
 
 def _write_row(conn, row: dict) -> None:
-    store.upsert(conn, "fine_tuned_models", pl.DataFrame([row], schema=REGISTRY_SCHEMA), ["model_id"])
+    store.upsert(conn, "fine_tuned_models", pl.DataFrame([row], schema=registry.SCHEMA), ["model_id"])
 
 
 def _registered_metrics(conn, model_id: str) -> dict | None:
@@ -105,7 +98,7 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
                trainer: LocalTrainer, paths: FlywheelPaths, fine_tuning: FineTuning) -> dg.MaterializeResult:
     if fine_tuning.hosted:
         with duckdb.get_connection() as conn:
-            hosted_registry.register_base(conn, fine_tuning.backend, fine_tuning.base_model)
+            registry.register_base(conn, fine_tuning.backend, fine_tuning.base_model)
         return dg.MaterializeResult(metadata={"model_id": fine_tuning.base_model, "backend": fine_tuning.backend,
                                               "trained": False})
     the_task = task.load()
@@ -224,7 +217,7 @@ def hosted_fine_tuning_job(context: dg.SensorEvaluationContext, duckdb: Flywheel
     if not fine_tuning.hosted:
         return dg.SkipReason("the fine-tuning backend is local")
     with duckdb.read_connection() as conn:  # a sensor only reads: no write lock, no snapshot
-        known = hosted_registry.find_run(conn, fine_tuning.spec(data_version(stored_examples(conn, ("train", "validation")))))
+        known = registry.find_run(conn, fine_tuning.spec(data_version(stored_examples(conn, ("train", "validation")))))
     if not known or known[1] != "running":
         return dg.SkipReason("no hosted fine-tuning job is waiting for the current training data")
     job = retrieve(fine_tuning.api(), known[0])

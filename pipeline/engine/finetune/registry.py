@@ -1,5 +1,8 @@
 """Hosted runs in ``fine_tuned_models`` and their events in ``fine_tune_events``.
 
+:data:`SCHEMA` is the row of ``fine_tuned_models`` for every backend; a locally trained model's
+row leaves the hosted columns (``config_hash``, ``cost_estimate_usd``, ``trained_tokens``) empty.
+
 A hosted run's ``model_id`` is the provider's model name once the job succeeded; until then,
 and for failed or cancelled runs, it is the job id. Rows are keyed by ``job_id``.
 """
