@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from assets.curate import training_examples
-from assets.evaluations import JUDGE_OFF, judge_setup, judge_status, trace_judgements
+from assets.evaluations import JUDGE_OFF, judge_and_store, judge_setup, judged_ids, trace_judgements
 from assets.train import fine_tuned_model
 from pipeline.engine import store
 from pipeline.engine.alignment import corrected_pass_rate
@@ -18,7 +18,7 @@ from pipeline.engine.evaluation import (
     JUDGE_METRIC, compare, examples_won_and_lost, regressions, score, summarize, test_set_version, verdict,
 )
 from pipeline.engine.finetune.inference import ChatModelProvider, ModelProvider
-from pipeline.engine.judge import judge_items, output_items, select_pending, with_judge_pass
+from pipeline.engine.judge import output_items, select_pending, with_judge_pass
 from pipeline.engine.report import render, render_models
 from pipeline.engine.report_html import render_html, write_html
 from pipeline.engine.training import LocalModelProvider
@@ -71,17 +71,12 @@ def _judge_results(context, duckdb: FlywheelDuckDB, judge: JudgeResource, task_n
     every = pl.concat([i.select("trace_id", "input", "output") for i in items.values()]).unique("trace_id")
     with duckdb.get_connection() as conn:
         setup = judge_setup(conn, judge, task_name)
-        done = store.read(conn, "SELECT trace_id FROM trace_judgements WHERE judge_version = ? "
-                                "AND subject = 'eval_output' AND outcome IS NOT NULL", [setup.version])
-    pending = select_pending(every, done["trace_id"])
+        done = judged_ids(conn, setup, "eval_output")
+    pending = select_pending(every, done)
     context.log.info(f"judge {setup.version}: judging {pending.height} model outputs ({every.height - pending.height} cached)")
-    new = judge_items(setup.provider, setup.prompt, setup.few_shot, pending, setup.version, subject="eval_output",
-                      concurrency=judge.concurrency)
-    with duckdb.get_connection() as conn:
-        store.upsert(conn, "trace_judgements", new, ["judge_version", "trace_id"])
-        status = judge_status(conn, judge, setup)
-        outcomes = store.read(conn, "SELECT trace_id, outcome FROM trace_judgements WHERE judge_version = ? "
-                                    "AND subject = 'eval_output' AND outcome IS NOT NULL", [setup.version])
+    _, status, outcomes = judge_and_store(
+        duckdb, judge, setup, pending, "eval_output", "SELECT trace_id, outcome FROM trace_judgements "
+        "WHERE judge_version = ? AND subject = 'eval_output' AND outcome IS NOT NULL")
     return status, {m: with_judge_pass(r, items[m], outcomes) for m, r in results.items()}
 
 

@@ -75,6 +75,24 @@ def judge_setup(conn, judge: JudgeResource, task_name: str) -> JudgeSetup:
     return JudgeSetup(provider, prompt, shots, judge_version(prompt, provider.model, shots), people)
 
 
+def judged_ids(conn, setup: JudgeSetup, subject: str) -> pl.Series:
+    """Ids already judged (with an outcome) by this judge version, for ``subject``."""
+    return store.read(conn, "SELECT trace_id FROM trace_judgements WHERE judge_version = ? AND subject = ? "
+                            "AND outcome IS NOT NULL", [setup.version, subject])["trace_id"]
+
+
+def judge_and_store(duckdb: FlywheelDuckDB, judge: JudgeResource, setup: JudgeSetup, pending: pl.DataFrame,
+                    subject: str, outcomes_sql: str) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+    """Judge ``pending`` (trace_id, input, output) with the database closed, store the verdicts
+    under ``subject``, then return them, the judge's status and ``outcomes_sql`` (over
+    trace_judgements; its one parameter is the judge version), read once they are stored."""
+    new = judge_items(setup.provider, setup.prompt, setup.few_shot, pending, setup.version, subject=subject,
+                      concurrency=judge.concurrency)
+    with duckdb.get_connection() as conn:
+        store.upsert(conn, "trace_judgements", new, ["judge_version", "trace_id"])
+        return new, judge_status(conn, judge, setup), store.read(conn, outcomes_sql, [setup.version])
+
+
 def judge_status(conn, judge: JudgeResource, setup: JudgeSetup | None) -> dict:
     """'off' with the reason, or 'on' with the version and its alignment with people."""
     if setup is None:
@@ -109,18 +127,13 @@ def trace_judgements(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         setup = judge_setup(conn, judge, task.name)
         traces = store.read(conn, "SELECT trace_id, input::VARCHAR AS input, output FROM raw_traces "
                                   "WHERE output IS NOT NULL AND output <> ''")
-        judged = store.read(conn, "SELECT trace_id FROM trace_judgements WHERE judge_version = ? "
-                                  "AND subject = 'trace' AND outcome IS NOT NULL", [setup.version])
-    pending = select_pending(traces, judged["trace_id"], setup.people["trace_id"], setup.few_shot["trace_id"],
+        judged = judged_ids(conn, setup, "trace")
+    pending = select_pending(traces, judged, setup.people["trace_id"], setup.few_shot["trace_id"],
                              judge.max_traces_per_run)
     context.log.info(f"judge {setup.version}: judging {pending.height} traces")
-    new = judge_items(setup.provider, setup.prompt, setup.few_shot, pending, setup.version,
-                      concurrency=judge.concurrency)
-    with duckdb.get_connection() as conn:
-        store.upsert(conn, "trace_judgements", new, ["judge_version", "trace_id"])
-        status = judge_status(conn, judge, setup)
-        outcomes = store.read(conn, "SELECT outcome, count(*) AS n FROM trace_judgements WHERE judge_version = ? "
-                                    "AND subject = 'trace' AND outcome IS NOT NULL GROUP BY outcome", [setup.version])
+    new, status, outcomes = judge_and_store(
+        duckdb, judge, setup, pending, "trace", "SELECT outcome, count(*) AS n FROM trace_judgements "
+        "WHERE judge_version = ? AND subject = 'trace' AND outcome IS NOT NULL GROUP BY outcome")
     counts = dict(outcomes.iter_rows())
     align = status["alignment"]
     rate = corrected_pass_rate(counts.get("good", 0), sum(counts.values()), align)
