@@ -3,6 +3,7 @@ database and concurrent annotators, and undo."""
 
 import json
 import threading
+from contextlib import contextmanager
 from datetime import date
 
 import duckdb
@@ -37,6 +38,17 @@ def rows(review, where="true"):
 
 def ids(frame):
     return frame["trace_id"].to_list()
+
+
+@contextmanager
+def busy(review):
+    """The database held by a materialization for 1 s while the app waits at most 0.2 s for it."""
+    review.busy_seconds = 0.2
+    try:
+        with held_database(review.database, 1.0):
+            yield
+    finally:
+        review.busy_seconds = 2.0
 
 
 def test_failing_first_and_filters(review):
@@ -152,11 +164,9 @@ def test_save_during_a_long_materialization_goes_to_the_outbox_and_lands_once(re
 
 
 def test_flush_writes_what_waited(review):
-    review.busy_seconds = 0.2
     decision = decide()
-    with held_database(review.database, 1.0):
+    with busy(review):
         assert review.save(decision) == QUEUED
-    review.busy_seconds = 2.0
     assert review.flush() == 1
     assert review.flush() == 0
     assert rows(review) == [(decision.annotation_id, "t_column", "ana", "app")]
@@ -169,12 +179,10 @@ def test_undo_removes_the_decision_wherever_it_is(review):
     review.save(saved)
     assert review.undo(saved.annotation_id) == "undone"
     assert rows(review) == []
-    review.busy_seconds = 0.2
-    with held_database(review.database, 1.0):
+    with busy(review):
         assert review.save(queued) == QUEUED
         assert review.undo(queued.annotation_id) == "undo queued: database busy"
         assert review.outbox.count() == 0
-    review.busy_seconds = 2.0
     assert review.flush() == 0
     assert rows(review) == []
 
@@ -182,10 +190,8 @@ def test_undo_removes_the_decision_wherever_it_is(review):
 def test_undo_while_busy_is_applied_later(review):
     decision = decide()
     review.save(decision)
-    review.busy_seconds = 0.2
-    with held_database(review.database, 1.0):
+    with busy(review):
         assert review.undo(decision.annotation_id) == "undo queued: database busy"
-    review.busy_seconds = 2.0
     review.flush()
     assert rows(review) == []
 
@@ -193,10 +199,8 @@ def test_undo_while_busy_is_applied_later(review):
 def test_a_foreign_outbox_file_does_not_block_the_others(review):
     review.outbox.folder.mkdir()
     (review.outbox.folder / "app-broken.jsonl").write_text("{not json\n")
-    review.busy_seconds = 0.2
     decision = decide()
-    with held_database(review.database, 1.0):
+    with busy(review):
         assert review.save(decision) == QUEUED
-    review.busy_seconds = 2.0
     assert review.flush() == 1
     assert [f.name for f in review.outbox.folder.iterdir()] == ["app-broken.jsonl"]
