@@ -18,9 +18,10 @@ from htmltools import HTML
 from shiny import App, reactive, render, ui
 
 from pipeline.annotate import views
+from pipeline.engine.heal import failed_checks
 from pipeline.engine.review import (
     DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, QueueFilter, Review, ReviewError,
-    correction_failures, make_decision, new_annotation_id,
+    make_decision, new_annotation_id,
 )
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,7 @@ def create_app(review: Review, annotator: str) -> App:
             row = view["row"]
             failed, computed = row["failed"], False
             if not row["evaluated"]:
-                failed = correction_failures(task, row["input"], row["output"])
+                failed = failed_checks(task, row["input"], row["output"])
                 computed = True
             found = current_decisions.get()
             decisions = (views.decisions(found, set(row["decision_ids"]), me()) if found is not None
@@ -299,7 +300,7 @@ def create_app(review: Review, annotator: str) -> App:
                 return None
             text, original = input[name]() or "", view["row"]["output"] or ""
             edited = text.strip() != original.strip()
-            failures = correction_failures(task, view["row"]["input"], text) if edited and text.strip() else []
+            failures = failed_checks(task, view["row"]["input"], text) if edited and text.strip() else []
             return views.correction_status(edited and bool(text.strip()), failures, len(task.check_names))
 
         @render.ui

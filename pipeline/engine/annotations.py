@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.engine.checks import failing_traces
+from pipeline.engine.heal import failed_checks
 from pipeline.engine.tasks import Task
 from pipeline.engine.traces import REJECTED_SCHEMA, RecordError, parse_timestamp
 
@@ -44,6 +45,12 @@ def annotation_id(trace_id: str, annotator: str, annotated_at: datetime) -> str:
     return "ann_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+def correction_error(task: Task, input: dict[str, Any], correction: str) -> str | None:
+    """Why ``correction`` cannot stand as the output (the assertions it fails), or None."""
+    failed = failed_checks(task, input, correction)
+    return "correction fails assertions: " + "; ".join(f"{r.check_name}: {r.detail}" for r in failed) if failed else None
+
+
 def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) -> dict[str, Any]:
     """One decision record as an annotations row; raises RecordError with the reason if unusable."""
     if not isinstance(record, dict):
@@ -64,9 +71,9 @@ def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) 
     if correction is not None:
         if not isinstance(correction, str):
             correction = json.dumps(correction)
-        failed = [r for r in task.check(trace_inputs[trace_id], correction) if r.passed is False]
-        if failed:
-            raise RecordError("correction fails assertions: " + "; ".join(f"{r.check_name}: {r.detail}" for r in failed))
+        problem = correction_error(task, trace_inputs[trace_id], correction)
+        if problem:
+            raise RecordError(problem)
     given_id = record.get("annotation_id")
     if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
         raise RecordError("annotation_id, when given, must be a non-empty string")

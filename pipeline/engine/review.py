@@ -4,7 +4,7 @@
   decisions so far, filtered and ordered. Filters are bound parameters; orderings come from a
   fixed list. No SQL is ever built from a caller's string.
 - :func:`make_decision`: a validated decision; an edited output (the correction) must pass the
-  task's assertions, and :func:`correction_failures` gives the reasons live.
+  task's assertions (:func:`pipeline.engine.heal.failed_checks` gives the reasons live).
 - :meth:`Review.save` / :meth:`Review.undo`: short-lived connections, retried while another
   process (a materialization) holds DuckDB's lock. A save that still cannot get in is written to
   the :class:`Outbox`, a folder of JSONL files in the format the ``annotations`` asset imports;
@@ -30,8 +30,8 @@ import duckdb
 import polars as pl
 
 from pipeline.engine import store
-from pipeline.engine.annotations import ANNOTATION_SCHEMA, LABELS
-from pipeline.engine.tasks import CheckResult, Task
+from pipeline.engine.annotations import ANNOTATION_SCHEMA, LABELS, correction_error
+from pipeline.engine.tasks import Task
 from pipeline.engine.traces import parse_timestamp
 
 T = TypeVar("T")
@@ -117,11 +117,6 @@ def new_annotation_id() -> str:
     return "ann_" + uuid.uuid4().hex[:24]
 
 
-def correction_failures(task: Task, input: dict[str, Any], correction: str) -> list[CheckResult]:
-    """The task's assertions that ``correction`` fails (empty when it passes them all)."""
-    return [r for r in task.check(input, correction) if r.passed is False]
-
-
 def _text(value: str | None) -> str | None:
     value = (value or "").strip()
     return value or None
@@ -141,10 +136,9 @@ def make_decision(task: Task, input: dict[str, Any], *, annotation_id: str, trac
         raise ReviewError("annotator is required")
     correction = _text(correction)
     if correction is not None:
-        failed = correction_failures(task, input, correction)
-        if failed:
-            raise ReviewError("correction fails assertions: "
-                              + "; ".join(f"{r.check_name}: {r.detail}" for r in failed))
+        problem = correction_error(task, input, correction)
+        if problem:
+            raise ReviewError(problem)
     mode = (_text(failure_mode) or "unspecified") if label == "bad" else None
     return Decision(annotation_id=annotation_id, trace_id=trace_id, label=label, annotator=annotator.strip(),
                     annotated_at=now or datetime.now(timezone.utc), failure_mode=mode,
