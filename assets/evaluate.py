@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from assets.curate import training_examples
-from assets.evaluations import JUDGE_OFF, judge_and_store, judge_setup, judged_ids, trace_judgements
+from assets.evaluations import JUDGE_OFF, judge_and_store, judge_setup, judged, trace_judgements
 from assets.train import fine_tuned_model
 from pipeline.engine import store
 from pipeline.engine.alignment import corrected_pass_rate
@@ -71,12 +71,10 @@ def _judge_results(context, duckdb: FlywheelDuckDB, judge: JudgeResource, task_n
     every = pl.concat([i.select("trace_id", "input", "output") for i in items.values()]).unique("trace_id")
     with duckdb.get_connection() as conn:
         setup = judge_setup(conn, judge, task_name)
-        done = judged_ids(conn, setup, "eval_output")
+        done = judged(conn, setup, "eval_output")["trace_id"]
     pending = select_pending(every, done)
     context.log.info(f"judge {setup.version}: judging {pending.height} model outputs ({every.height - pending.height} cached)")
-    _, status, outcomes = judge_and_store(
-        duckdb, judge, setup, pending, "eval_output", "SELECT trace_id, outcome FROM trace_judgements "
-        "WHERE judge_version = ? AND subject = 'eval_output' AND outcome IS NOT NULL")
+    _, status, outcomes = judge_and_store(duckdb, judge, setup, pending, "eval_output")
     return status, {m: with_judge_pass(r, items[m], outcomes) for m, r in results.items()}
 
 

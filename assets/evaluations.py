@@ -75,31 +75,29 @@ def judge_setup(conn, judge: JudgeResource, task_name: str) -> JudgeSetup:
     return JudgeSetup(provider, prompt, shots, judge_version(prompt, provider.model, shots), people)
 
 
-def judged_ids(conn, setup: JudgeSetup, subject: str) -> pl.Series:
-    """Ids already judged (with an outcome) by this judge version, for ``subject``."""
-    return store.read(conn, "SELECT trace_id FROM trace_judgements WHERE judge_version = ? AND subject = ? "
-                            "AND outcome IS NOT NULL", [setup.version, subject])["trace_id"]
+def judged(conn, setup: JudgeSetup, subject: str) -> pl.DataFrame:
+    """trace_id and outcome of what this judge version has judged (with an outcome) for ``subject``."""
+    return store.read(conn, "SELECT trace_id, outcome FROM trace_judgements WHERE judge_version = ? AND subject = ? "
+                            "AND outcome IS NOT NULL", [setup.version, subject])
 
 
 def judge_and_store(duckdb: FlywheelDuckDB, judge: JudgeResource, setup: JudgeSetup, pending: pl.DataFrame,
-                    subject: str, outcomes_sql: str) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
+                    subject: str) -> tuple[pl.DataFrame, dict, pl.DataFrame]:
     """Judge ``pending`` (trace_id, input, output) with the database closed, store the verdicts
-    under ``subject``, then return them, the judge's status and ``outcomes_sql`` (over
-    trace_judgements; its one parameter is the judge version), read once they are stored."""
+    under ``subject``, then return them, the judge's status and everything :func:`judged` now."""
     new = judge_items(setup.provider, setup.prompt, setup.few_shot, pending, setup.version, subject=subject,
                       concurrency=judge.concurrency)
     with duckdb.get_connection() as conn:
         store.upsert(conn, "trace_judgements", new, ["judge_version", "trace_id"])
-        return new, judge_status(conn, judge, setup), store.read(conn, outcomes_sql, [setup.version])
+        return new, judge_status(conn, judge, setup), judged(conn, setup, subject)
 
 
 def judge_status(conn, judge: JudgeResource, setup: JudgeSetup | None) -> dict:
     """'off' with the reason, or 'on' with the version and its alignment with people."""
     if setup is None:
         return {"status": "off", "reason": JUDGE_OFF}
-    judged = store.read(conn, "SELECT trace_id, outcome FROM trace_judgements WHERE judge_version = ? "
-                              "AND subject = 'trace'", [setup.version])
-    align = alignment(judged, setup.people, exclude=set(setup.few_shot["trace_id"]), min_agreement=judge.min_agreement)
+    align = alignment(judged(conn, setup, "trace"), setup.people, exclude=set(setup.few_shot["trace_id"]),
+                      min_agreement=judge.min_agreement)
     return {"status": "on", "version": setup.version, "model": setup.provider.model, "alignment": align}
 
 
@@ -127,14 +125,12 @@ def trace_judgements(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         setup = judge_setup(conn, judge, task.name)
         traces = store.read(conn, "SELECT trace_id, input::VARCHAR AS input, output FROM raw_traces "
                                   "WHERE output IS NOT NULL AND output <> ''")
-        judged = judged_ids(conn, setup, "trace")
-    pending = select_pending(traces, judged, setup.people["trace_id"], setup.few_shot["trace_id"],
+        done = judged(conn, setup, "trace")["trace_id"]
+    pending = select_pending(traces, done, setup.people["trace_id"], setup.few_shot["trace_id"],
                              judge.max_traces_per_run)
     context.log.info(f"judge {setup.version}: judging {pending.height} traces")
-    new, status, outcomes = judge_and_store(
-        duckdb, judge, setup, pending, "trace", "SELECT outcome, count(*) AS n FROM trace_judgements "
-        "WHERE judge_version = ? AND subject = 'trace' AND outcome IS NOT NULL GROUP BY outcome")
-    counts = dict(outcomes.iter_rows())
+    new, status, outcomes = judge_and_store(duckdb, judge, setup, pending, "trace")
+    counts = dict(outcomes.group_by("outcome").len().iter_rows())
     align = status["alignment"]
     rate = corrected_pass_rate(counts.get("good", 0), sum(counts.values()), align)
     errors = new.filter(pl.col("error").is_not_null())
