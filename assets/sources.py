@@ -7,7 +7,7 @@ import hashlib
 import dagster as dg
 from duckdb import Error as DuckDBError
 
-from pipeline.engine.ingest.files import discover, unknown_files
+from pipeline.engine.ingest.files import watched_files
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TraceFiles
 
 #: Rows that people wrote through the annotation app (imported files are the annotations asset's own).
@@ -31,7 +31,7 @@ def files_stamp(files) -> tuple[str, int]:
                 "version hashes every file's path, size and modification time, so a new or grown file "
                 "requests raw_traces.")])
 def trace_files_source(trace_files: TraceFiles) -> dg.ObserveResult:
-    version, n = files_stamp(sorted({*discover(trace_files.paths), *unknown_files(trace_files.paths)}))
+    version, n = files_stamp(watched_files(trace_files.paths))
     return dg.ObserveResult(data_version=dg.DataVersion(version), metadata={"files": n})
 
 

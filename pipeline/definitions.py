@@ -13,6 +13,7 @@ import dagster as dg
 from assets import curate, evaluate, evaluations, ingest, sources, train
 from assets import langsmith as langsmith_assets
 from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
+from pipeline.engine.finetune.api import KEY_VARIABLES
 from pipeline.resources import (
     AnnotationFiles, CurationSettings, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, LangSmithSource, LocalTrainer,
     TaskResource, TraceFiles,
@@ -42,7 +43,7 @@ langsmith_schedule = dg.build_schedule_from_partitioned_job(langsmith_job, hour_
 def fine_tuning_resource() -> FineTuning:
     """Local unless FLYWHEEL_FINE_TUNING_BACKEND says openai or azure (key from the environment)."""
     backend = os.environ.get("FLYWHEEL_FINE_TUNING_BACKEND", "local")
-    variable = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}.get(backend)
+    variable = KEY_VARIABLES.get(backend)
     return FineTuning(backend=backend,
                       **({"api_key": dg.EnvVar(variable)} if variable and os.environ.get(variable) else {}))
 

@@ -103,6 +103,12 @@ def discover(paths: list[str]) -> list[Path]:
     return sorted({f for f in _candidates(paths) if f.name.endswith(TRACE_SUFFIXES) and not _is_partial(f.name)})
 
 
+def watched_files(paths: list[str]) -> list[Path]:
+    """Every file ingestion reads or reports under ``paths``: :func:`discover`'s and
+    :func:`unknown_files`' together, in one walk."""
+    return sorted({f for f in _candidates(paths) if not _is_partial(f.name)})
+
+
 def unknown_files(paths: list[str]) -> list[Path]:
     """Files in the folders of ``paths`` that are neither trace files nor partially written:
     they are reported as rejected (unknown format) rather than silently ignored."""
