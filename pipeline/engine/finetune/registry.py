@@ -17,7 +17,7 @@ import polars as pl
 from openai.types.fine_tuning import FineTuningJob
 
 from pipeline.engine import store
-from pipeline.engine.finetune.jobs import JobSpec, failure
+from pipeline.engine.finetune.jobs import TERMINAL, JobSpec, failure
 
 SCHEMA = {
     "model_id": pl.String, "backend": pl.String, "base_model": pl.String, "job_id": pl.String,
@@ -26,8 +26,6 @@ SCHEMA = {
     "finished_at": pl.Datetime("us", "UTC"), "error": pl.String, "config_hash": pl.String,
     "cost_estimate_usd": pl.Float64, "trained_tokens": pl.Int64,
 }
-#: Provider statuses before the end are one registry status.
-_STATUS = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 
 
 def find_run(conn, spec: JobSpec) -> tuple[str, str] | None:
@@ -44,7 +42,7 @@ def run_row(job: FineTuningJob, spec: JobSpec, cost_estimate: float, metrics: di
     when = lambda t: datetime.fromtimestamp(t, timezone.utc) if t else None  # noqa: E731
     return {
         "model_id": job.fine_tuned_model or job.id, "backend": spec.backend, "base_model": spec.base_model,
-        "job_id": job.id, "status": _STATUS.get(job.status, "running"),
+        "job_id": job.id, "status": job.status if job.status in TERMINAL else "running",
         "training_data_version": spec.data_version,
         "hyperparameters": json.dumps({"method": spec.method, "resolved": job.hyperparameters.model_dump(),
                                        "suffix": spec.suffix, "seed": job.seed, "config_hash": spec.config_hash}),

@@ -13,7 +13,6 @@ checkpoints under ``checkpoints/`` (a crashed run resumes from the newest) and `
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from pipeline.engine.local_model import loop
 from pipeline.engine.local_model.literals import mask_source, mask_target, unmask
 from pipeline.engine.local_model.loop import Pairs, TrainConfig, TrainResult
-from pipeline.engine.local_model.store import META_FILE, WEIGHTS_FILE, prepare, write_model
+from pipeline.engine.local_model.store import CHECKPOINTS, WEIGHTS_FILE, prepare, read_meta, write_model
 from pipeline.engine.local_model.tokenizer import (
     EOS_ID, FILE_NAME as TOKENIZER_FILE, PAD_ID, decode, encode, load_tokenizer, save_tokenizer, train_tokenizer,
 )
@@ -67,7 +66,7 @@ def train_base(model_dir: Path, sources: list[str], targets: list[str], model_co
     prepare(model_dir)
     save_tokenizer(tokenizer, model_dir)
     data = _encode_pairs(tokenizer, model_config, masked_sources, masked_targets)
-    result = loop.train(model, data, collate, train_config, None, log, model_dir / "checkpoints")
+    result = loop.train(model, data, collate, train_config, None, log, model_dir / CHECKPOINTS)
     write_model(model_dir, lambda d: (model.config.save_pretrained(d), _save_weights(model, d)),
                 {"backend": "builtin", "model_config": asdict(model_config), "train_config": asdict(train_config),
                  "result": asdict(result), "base_dir": None})
@@ -90,7 +89,7 @@ def fine_tune(base_dir: Path, model_dir: Path, sources: list[str], targets: list
     shutil.copy(Path(base_dir) / TOKENIZER_FILE, model_dir)
     data = _encode_pairs(base.tokenizer, base.config, *_mask(sources, targets))
     held_out = _encode_pairs(base.tokenizer, base.config, *_mask(*validation)) if validation else None
-    result = loop.train(base.model, data, collate, train_config, held_out, log, model_dir / "checkpoints")
+    result = loop.train(base.model, data, collate, train_config, held_out, log, model_dir / CHECKPOINTS)
     write_model(model_dir, lambda d: (base.model.config.save_pretrained(d), _save_weights(base.model, d)),
                 {"backend": "builtin", "model_config": asdict(base.config), "train_config": asdict(train_config),
                  "result": asdict(result), "base_dir": str(base_dir)})
@@ -109,10 +108,7 @@ class LocalSeq2Seq:
     def load(cls, model_dir: Path) -> "LocalSeq2Seq":
         """The model saved in ``model_dir`` by ``train_base`` or ``fine_tune``."""
         model_dir = Path(model_dir)
-        meta_path = model_dir / META_FILE
-        if not meta_path.exists():
-            raise FileNotFoundError(f"no complete local model in {model_dir} (missing {META_FILE})")
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta(model_dir)
         model = T5ForConditionalGeneration(T5Config.from_pretrained(model_dir))
         load_model(model, model_dir / WEIGHTS_FILE)
         model.eval()
