@@ -9,14 +9,14 @@ import polars as pl
 from assets.evaluations import labelled_failures
 from assets.ingest import annotations
 from assets.metadata import counts_table, preview
-from pipeline.engine import store
-from pipeline.engine.curation import curate, data_version, outside_test, plan_splits, real_examples, stored_examples
-from pipeline.engine.dedup import near_duplicate_pairs
-from pipeline.engine.export import (
+from pipeline.engine.core import store
+from pipeline.engine.curate.examples import curate, data_version, outside_test, plan_splits, real_examples, stored_examples
+from pipeline.engine.curate.dedup import near_duplicate_pairs
+from pipeline.engine.curate.export import (
     MAX_TOKENS_PER_EXAMPLE, chat_records, format_problems, scrub_records, token_counter, training_cost, write_jsonl,
 )
-from pipeline.engine.splits import split_sizes
-from pipeline.engine.synth import (accept, llm_dimensions, llm_rewrite, load_dimensions, load_prompt,
+from pipeline.engine.curate.splits import split_sizes
+from pipeline.engine.curate.synth import (accept, llm_dimensions, llm_rewrite, load_dimensions, load_prompt,
                                    offline_candidates, reuse_llm_examples)
 from pipeline.resources import CurationSettings, FlywheelDuckDB, FlywheelPaths, TaskResource
 

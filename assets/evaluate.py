@@ -12,16 +12,16 @@ import polars as pl
 from assets.curate import training_examples
 from assets.evaluations import JUDGE_OFF, judge_and_store, judge_setup, judged, trace_judgements
 from assets.train import fine_tuned_model
-from pipeline.engine import store
-from pipeline.engine.alignment import corrected_pass_rate
-from pipeline.engine.evaluation import (
+from pipeline.engine.core import store
+from pipeline.engine.label.alignment import corrected_pass_rate
+from pipeline.engine.evaluate.scoring import (
     JUDGE_METRIC, compare, examples_won_and_lost, regressions, score, summarize, test_set_version, verdict,
 )
-from pipeline.engine.finetune.inference import ChatModelProvider, ModelProvider
-from pipeline.engine.judge import output_items, select_pending, with_judge_pass
-from pipeline.engine.report import render, render_models
-from pipeline.engine.report_html import render_html, write_html
-from pipeline.engine.training import LocalModelProvider
+from pipeline.engine.providers.models import ChatModelProvider, ModelProvider
+from pipeline.engine.label.judge import output_items, select_pending, with_judge_pass
+from pipeline.engine.evaluate.report import render, render_models
+from pipeline.engine.evaluate.report_html import render_html, write_html
+from pipeline.engine.train.local.runs import LocalModelProvider
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 
 REPORT_SCHEMA = {

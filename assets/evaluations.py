@@ -8,11 +8,11 @@ import polars as pl
 
 from assets.ingest import annotations, raw_traces
 from assets.metadata import preview
-from pipeline.engine import store
-from pipeline.engine.alignment import alignment, corrected_pass_rate
-from pipeline.engine.annotations import labelled_failures as derive_failures
-from pipeline.engine.checks import check_version, evaluate_traces
-from pipeline.engine.judge import (
+from pipeline.engine.core import store
+from pipeline.engine.label.alignment import alignment, corrected_pass_rate
+from pipeline.engine.label.annotations import labelled_failures as derive_failures
+from pipeline.engine.label.assertions import check_version, evaluate_traces
+from pipeline.engine.label.judge import (
     JudgePrompt, few_shot_examples, judge_failures, judge_items, judge_version, load_prompt, select_pending,
 )
 from pipeline.engine.providers import ChatProvider

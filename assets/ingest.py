@@ -6,9 +6,9 @@ import json
 import dagster as dg
 
 from assets.metadata import counts_table, preview
-from pipeline.engine import store
-from pipeline.engine.annotations import read_annotation_files
-from pipeline.engine.traces import ingest_files
+from pipeline.engine.core import store
+from pipeline.engine.label.annotations import read_annotation_files
+from pipeline.engine.ingest.files import ingest_files
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TaskResource, TraceFiles
 
 REJECTION_RATE_WARN = 0.05

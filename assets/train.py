@@ -13,14 +13,14 @@ import dagster as dg
 import polars as pl
 
 from assets.curate import training_files
-from pipeline.engine import store
-from pipeline.engine.curation import data_version, stored_examples
-from pipeline.engine.finetune import registry
-from pipeline.engine.finetune.events import loss_markdown
-from pipeline.engine.finetune.jobs import TERMINAL, retrieve
-from pipeline.engine.finetune.run import HostedRun, run_hosted
+from pipeline.engine.core import store
+from pipeline.engine.curate.examples import data_version, stored_examples
+from pipeline.engine.train import registry
+from pipeline.engine.train.hosted.events import loss_markdown
+from pipeline.engine.train.hosted.jobs import TERMINAL, retrieve
+from pipeline.engine.train.hosted.run import HostedRun, run_hosted
 from pipeline.engine.providers import ProviderError
-from pipeline.engine.training import (
+from pipeline.engine.train.local.runs import (
     config_hash, file_hash, fine_tune_model, is_complete, read_corpus, train_base_model,
 )
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource

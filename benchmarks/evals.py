@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from pipeline.engine import store  # noqa: E402
-from pipeline.engine.checks import evaluate_traces  # noqa: E402
+from pipeline.engine.core import store  # noqa: E402
+from pipeline.engine.label.assertions import evaluate_traces  # noqa: E402
 from pipeline.engine.tasks import load_task  # noqa: E402
 from pipeline.engine.tasks.nl2query import QUERY_CHECKS, QueryParts, parse  # noqa: E402
 

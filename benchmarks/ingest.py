@@ -9,7 +9,7 @@ in a temporary folder under /tmp, then measures in this run, each in a fresh pro
 
 - floor: DuckDB's ``CREATE TABLE AS SELECT * FROM read_json(file)`` (ignore_errors) into a new
   database file, checkpointed
-- full ingest: :func:`pipeline.engine.traces.ingest_files` of the file into a new database
+- full ingest: :func:`pipeline.engine.ingest.files.ingest_files` of the file into a new database
 - incremental: the same database after appending 1% new lines to the file (the ledger resumes)
 - reader: the ingest's line reader alone (numbered lines as Arrow, UTF-8 and size checks) against
   plainly reading the file's bytes, to see what reading costs before any validation
@@ -135,9 +135,9 @@ def _child(mode: str, file: str, database: str) -> None:
             conn.execute("CHECKPOINT")  # on disk, as the ingest's commits are
             counts = {"rows": conn.execute("SELECT count(*) FROM floor").fetchone()[0]}
     else:
-        from pipeline.engine import store
+        from pipeline.engine.core import store
         from pipeline.engine.tasks import load_task
-        from pipeline.engine.traces import ingest_files
+        from pipeline.engine.ingest.files import ingest_files
 
         with store.connect(database) as conn:
             started = time.perf_counter()

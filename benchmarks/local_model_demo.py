@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.engine.local_model import (  # noqa: E402
+from pipeline.engine.train.local import (  # noqa: E402
     FINE_TUNE_CONFIG, LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base,
 )
 from pipeline.engine.tasks import nl2query  # noqa: E402

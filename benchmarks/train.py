@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.engine.local_model import ModelConfig, TrainConfig, loop  # noqa: E402
-from pipeline.engine.local_model.pretrained import PretrainedSpec, register  # noqa: E402
-from pipeline.engine.local_model.seq2seq import _encode_pairs, _mask, _t5_config, collate  # noqa: E402
-from pipeline.engine.local_model.tokenizer import EOS, PAD, UNK, train_tokenizer  # noqa: E402
+from pipeline.engine.train.local import ModelConfig, TrainConfig, loop  # noqa: E402
+from pipeline.engine.train.local.pretrained import PretrainedSpec, register  # noqa: E402
+from pipeline.engine.train.local.seq2seq import _encode_pairs, _mask, _t5_config, collate  # noqa: E402
+from pipeline.engine.train.local.tokenizer import EOS, PAD, UNK, train_tokenizer  # noqa: E402
 from pipeline.engine.tasks import nl2query  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "demo" / "base_corpus.jsonl"
@@ -145,7 +145,7 @@ def llama_lora_case(n: int, folder: Path, config: TrainConfig):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from pipeline.engine.local_model.pretrained import _Codec, _lora_config
+    from pipeline.engine.train.local.pretrained import _Codec, _lora_config
 
     prompts, targets = demo_examples(n)
     texts = [m["content"] for p in prompts for m in p] + targets

@@ -20,7 +20,7 @@ import os
 
 import dagster as dg
 
-from pipeline.engine.curation import data_version, stored_examples
+from pipeline.engine.curate.examples import data_version, stored_examples
 from pipeline.resources import FlywheelDuckDB
 
 AC = dg.AutomationCondition

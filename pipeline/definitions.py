@@ -13,7 +13,7 @@ import dagster as dg
 from assets import curate, evaluate, evaluations, ingest, sources, train
 from assets import langsmith as langsmith_assets
 from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
-from pipeline.engine.finetune.api import KEY_VARIABLES
+from pipeline.engine.train.hosted.api import KEY_VARIABLES
 from pipeline.resources import (
     AnnotationFiles, CurationSettings, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, LangSmithSource, LocalTrainer,
     TaskResource, TraceFiles,

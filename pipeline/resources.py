@@ -11,16 +11,16 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from pipeline.engine import snapshot as snapshots
-from pipeline.engine import store
-from pipeline.engine.curation import CurationConfig
-from pipeline.engine.finetune.api import FineTuningAPI
-from pipeline.engine.finetune.jobs import JobSpec
+from pipeline.engine.core import snapshot as snapshots
+from pipeline.engine.core import store
+from pipeline.engine.curate.examples import CurationConfig
+from pipeline.engine.train.hosted.api import FineTuningAPI
+from pipeline.engine.train.hosted.jobs import JobSpec
 from pipeline.engine.ingest.langsmith_source import RunQuery
-from pipeline.engine.local_model import FINE_TUNE_CONFIG, LoraSettings, ModelConfig, TrainConfig
-from pipeline.engine.local_model import pretrained
+from pipeline.engine.train.local import FINE_TUNE_CONFIG, LoraSettings, ModelConfig, TrainConfig
+from pipeline.engine.train.local import pretrained
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
-from pipeline.engine.splits import SplitConfig
+from pipeline.engine.curate.splits import SplitConfig
 from pipeline.engine.tasks import Task, load_task
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.engine.store import CONTRACT_TABLES
+from pipeline.engine.core.store import CONTRACT_TABLES
 
 
 def summary(database: str) -> str:

@@ -6,7 +6,7 @@ import argparse
 import getpass
 import os
 
-from pipeline.engine.review import Review
+from pipeline.engine.label.review import Review
 from pipeline.engine.tasks import load_task
 
 

@@ -1,5 +1,5 @@
 """The annotation app (Shiny for Python): a review queue, one trace at a time, and a decision form
-with a live-validated correction. All data work is :mod:`pipeline.engine.review`; this module is
+with a live-validated correction. All data work is :mod:`pipeline.engine.label.review`; this module is
 layout and session state only."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from htmltools import HTML
 from shiny import App, reactive, render, ui
 
 from pipeline.annotate import views
-from pipeline.engine.heal import failed_checks
-from pipeline.engine.review import (
+from pipeline.engine.label.heal import failed_checks
+from pipeline.engine.label.review import (
     DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, QueueFilter, Review, ReviewError,
     make_decision, new_annotation_id,
 )

@@ -5,7 +5,7 @@ from datetime import date
 import duckdb
 import pytest
 
-from pipeline.engine import store
+from pipeline.engine.core import store
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from pipeline.engine import store
-from pipeline.engine.checks import evaluate_traces
+from pipeline.engine.core import store
+from pipeline.engine.label.assertions import evaluate_traces
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")

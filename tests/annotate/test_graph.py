@@ -8,7 +8,7 @@ import duckdb
 from assets.curate import training_examples
 from assets.evaluations import labelled_failures, trace_evaluations
 from assets.ingest import annotations, raw_traces
-from pipeline.engine.review import Review, make_decision, new_annotation_id
+from pipeline.engine.label.review import Review, make_decision, new_annotation_id
 from pipeline.resources import AnnotationFiles
 from tests.annotate.seed import TASK
 from tests.assets.tiny import materialize, tiny_resources

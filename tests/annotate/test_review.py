@@ -9,9 +9,9 @@ from datetime import date
 import duckdb
 import pytest
 
-from pipeline.engine import store
-from pipeline.engine.annotations import read_annotation_files
-from pipeline.engine.review import (
+from pipeline.engine.core import store
+from pipeline.engine.label.annotations import read_annotation_files
+from pipeline.engine.label.review import (
     DUPLICATE, QUEUED, SAVED, QueueFilter, Review, ReviewError, make_decision, new_annotation_id,
 )
 from tests.annotate.seed import COLUMNS, GOOD, TASK, UNKNOWN_COLUMN, held_database, seed_database

@@ -12,8 +12,8 @@ import pytest
 from assets.evaluate import eval_report, promoted_model
 from assets.evaluations import trace_judgements
 from pipeline.definitions import ASSET_MODULES
-from pipeline.engine import store
-from pipeline.engine.evaluation import score
+from pipeline.engine.core import store
+from pipeline.engine.evaluate.scoring import score
 from pipeline.engine.tasks import load_task
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 from tests.assets.tiny import tiny_resources

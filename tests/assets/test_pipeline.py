@@ -8,7 +8,7 @@ import pytest
 
 from assets.ingest import raw_traces
 from pipeline.definitions import ASSET_MODULES, flywheel_job
-from pipeline.engine.store import CONTRACT_TABLES
+from pipeline.engine.core.store import CONTRACT_TABLES
 from tests.assets.tiny import materialize as materialize_with
 from tests.assets.tiny import tiny_resources
 

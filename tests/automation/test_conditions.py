@@ -9,7 +9,7 @@ import dagster as dg
 
 from pipeline.automation import SOURCES, automation_sensor
 from pipeline.definitions import build_defs
-from pipeline.engine import store
+from pipeline.engine.core import store
 
 CHEAP_CHAIN = {"raw_traces", "annotations", "trace_evaluations", "trace_judgements", "labelled_failures",
                "synthetic_examples", "training_examples", "training_files"}

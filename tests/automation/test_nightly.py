@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from pipeline.automation import nightly_schedule
-from pipeline.engine import store
-from pipeline.engine.curation import data_version
+from pipeline.engine.core import store
+from pipeline.engine.curate.examples import data_version
 from pipeline.resources import FlywheelDuckDB
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

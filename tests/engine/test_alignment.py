@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.engine.alignment import alignment, corrected_pass_rate
-from pipeline.engine.annotations import ANNOTATION_SCHEMA
+from pipeline.engine.label.alignment import alignment, corrected_pass_rate
+from pipeline.engine.label.annotations import ANNOTATION_SCHEMA
 
 T0 = datetime(2026, 10, 20, tzinfo=timezone.utc)
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from pipeline.engine.annotations import (ANNOTATION_SCHEMA, FAILURE_SCHEMA, annotation_id, labelled_failures,
+from pipeline.engine.label.annotations import (ANNOTATION_SCHEMA, FAILURE_SCHEMA, annotation_id, labelled_failures,
                                          latest_decisions, read_annotation_files)
 from pipeline.engine.tasks import load_task
 
@@ -250,7 +250,7 @@ def test_bad_decision_without_failure_mode_is_labelled_unspecified():
 
     import polars as pl
 
-    from pipeline.engine.annotations import ANNOTATION_SCHEMA, labelled_failures
+    from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, labelled_failures
 
     people = pl.DataFrame([{"annotation_id": "a1", "trace_id": "t1", "label": "bad", "failure_mode": None,
                             "correction": None, "critique": "wrong", "annotator": "dana",

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from pipeline.engine import checks
-from pipeline.engine.checks import EVALUATION_SCHEMA, check_version, evaluate_rows, evaluate_traces, failing_traces
+from pipeline.engine.label import assertions as checks
+from pipeline.engine.label.assertions import EVALUATION_SCHEMA, check_version, evaluate_rows, evaluate_traces, failing_traces
 from pipeline.engine.tasks import load_task
 from pipeline.engine.tasks.nl2query import CHECK_NAMES
 

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from pipeline.engine.annotations import ANNOTATION_SCHEMA, annotation_id
-from pipeline.engine.curation import (EXAMPLE_SCHEMA, CurationConfig, complexity, curate, data_version, plan_splits,
+from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, annotation_id
+from pipeline.engine.curate.examples import (EXAMPLE_SCHEMA, CurationConfig, complexity, curate, data_version, plan_splits,
                                       real_examples)
-from pipeline.engine.splits import SplitConfig, group_id
+from pipeline.engine.curate.splits import SplitConfig, group_id
 from pipeline.engine.tasks import load_task
 from pipeline.engine.tasks.nl2query import canonical, dump
 

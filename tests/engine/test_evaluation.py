@@ -8,12 +8,13 @@ from math import comb
 import polars as pl
 import pytest
 
-from pipeline.engine import report, report_html
-from pipeline.engine.evaluation import (
+from pipeline.engine.evaluate import report
+from pipeline.engine.evaluate import report_html
+from pipeline.engine.evaluate.scoring import (
     RESULT_SCHEMA, compare, examples_won_and_lost, mcnemar_exact, paired_bootstrap_ci, proportion_ci,
     regressions, score, summarize, verdict,
 )
-from pipeline.engine.evaluation import test_set_version as set_version
+from pipeline.engine.evaluate.scoring import test_set_version as set_version
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")

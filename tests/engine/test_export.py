@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from pipeline.engine.export import (TOKENS_PER_MESSAGE, TokenCounter, chat_records, format_problems, token_counter,
+from pipeline.engine.curate.export import (TOKENS_PER_MESSAGE, TokenCounter, chat_records, format_problems, token_counter,
                                     training_cost, write_jsonl)
 from pipeline.engine.tasks import load_task
 
@@ -156,7 +156,7 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
 
 
 def test_scrub_records_removes_pii_from_user_and_assistant_but_keeps_json_valid():
-    from pipeline.engine.export import scrub_records
+    from pipeline.engine.curate.export import scrub_records
 
     records = [{"messages": [
         {"role": "system", "content": "Translate questions."},

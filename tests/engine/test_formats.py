@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from pipeline.engine.ingest.formats import detect
 from pipeline.engine.tasks import load_task
-from pipeline.engine.traces import read_trace_files
+from pipeline.engine.ingest.files import read_trace_files
 from tests.engine.test_traces import INPUT, OUTPUT, record
 
 TASK = load_task("nl2query")

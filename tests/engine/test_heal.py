@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.engine.heal import complete_checked, failed_checks, feedback, repair
+from pipeline.engine.label.heal import complete_checked, failed_checks, feedback, repair
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
 from pipeline.engine.tasks import load_task
 from tests.fakes import FakeOpenAI

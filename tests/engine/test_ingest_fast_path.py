@@ -8,13 +8,13 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from pipeline.engine import store
+from pipeline.engine.core import store
 from pipeline.engine.ingest import files
 from pipeline.engine.ingest.files import parse_text
 from pipeline.engine.ingest.records import RecordError
 from pipeline.engine.ingest.sql import parse_sql
 from pipeline.engine.tasks import load_task
-from pipeline.engine.traces import ingest_files, read_trace_files
+from pipeline.engine.ingest.files import ingest_files, read_trace_files
 from tests.engine.test_traces import INPUT, line
 
 TASK = load_task("nl2query")

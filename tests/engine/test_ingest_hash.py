@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.engine.ingest.sql import _canonical_input, with_canonical_input
 from pipeline.engine.tasks import load_task
-from pipeline.engine.traces import read_trace_files
+from pipeline.engine.ingest.files import read_trace_files
 from tests.engine.test_traces import INPUT, NOW, record
 
 #: raw_traces.content_hash of ``record(trace_id=...)`` as ingested before the fast path existed.

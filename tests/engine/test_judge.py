@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from pipeline.engine.annotations import ANNOTATION_SCHEMA
-from pipeline.engine.judge import (
+from pipeline.engine.label.annotations import ANNOTATION_SCHEMA
+from pipeline.engine.label.judge import (
     JUDGEMENT_SCHEMA, JudgeOutputError, few_shot_examples, item_id, judge_failures, judge_items, judge_version,
     load_prompt, messages, output_items, parse_verdict, select_pending, with_judge_pass,
 )

@@ -6,7 +6,7 @@ import pytest
 from langsmith import Client
 from langsmith.utils import LangSmithError
 
-from pipeline.engine import store
+from pipeline.engine.core import store
 from pipeline.engine.ingest.langsmith_source import RunQuery, fetch_runs, ingest_runs, window_filter
 from pipeline.engine.tasks import load_task
 from tests.engine.test_formats import USER

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipeline.engine.local_model.literals import MAX_LITERALS, Literal, mask_source, mask_target, unmask
+from pipeline.engine.train.local.literals import MAX_LITERALS, Literal, mask_source, mask_target, unmask
 from pipeline.engine.tasks import nl2query
 
 

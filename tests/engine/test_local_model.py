@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.engine.local_model import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base
-from pipeline.engine.local_model.literals import PLACEHOLDERS
-from pipeline.engine.local_model.tokenizer import EOS_ID, UNK_ID, decode, encode, load_tokenizer, train_tokenizer
+from pipeline.engine.train.local import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base
+from pipeline.engine.train.local.literals import PLACEHOLDERS
+from pipeline.engine.train.local.tokenizer import EOS_ID, UNK_ID, decode, encode, load_tokenizer, train_tokenizer
 from pipeline.engine.tasks import nl2query
 
 TINY = ModelConfig(vocab_size=400, d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128,
@@ -159,7 +159,7 @@ def test_a_finished_model_is_reused_with_its_saved_training_result(tmp_path):
     import polars as pl
 
     from pipeline.engine.tasks import load_task
-    from pipeline.engine.training import train_base_model
+    from pipeline.engine.train.local.runs import train_base_model
 
     task = load_task("nl2query")
     corpus = pl.DataFrame({"input": [json.dumps({"question": f"count last {n} hours", "columns": ["duration_ms"]})

@@ -6,11 +6,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from pipeline.engine import store
-from pipeline.engine.finetune.api import FineTuneError, FineTuningAPI, FineTuningRefused
-from pipeline.engine.finetune.events import job_events, loss_history, loss_markdown
-from pipeline.engine.finetune.jobs import JobSpec, failure, find_or_create, follow
-from pipeline.engine.finetune.run import run_hosted
+from pipeline.engine.core import store
+from pipeline.engine.train.hosted.api import FineTuneError, FineTuningAPI, FineTuningRefused
+from pipeline.engine.train.hosted.events import job_events, loss_history, loss_markdown
+from pipeline.engine.train.hosted.jobs import JobSpec, failure, find_or_create, follow
+from pipeline.engine.train.hosted.run import run_hosted
 from pipeline.engine.providers import ProviderAuthError
 from tests.fakes import FakeOpenAI
 
@@ -271,7 +271,7 @@ def test_a_failed_run_is_recorded_with_the_provider_error(fake, files, database)
 
 
 def test_a_hosted_model_answers_the_task_prompt_in_input_order(fake):
-    from pipeline.engine.finetune.inference import ChatModelProvider
+    from pipeline.engine.providers.models import ChatModelProvider
     from pipeline.engine.tasks import load_task
 
     task = load_task("nl2query")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pipeline.engine.scrub import DEFAULT_PATTERNS, pattern, patterns_with, scrub_json_text, scrub_text, scrub_value
+from pipeline.engine.core.scrub import DEFAULT_PATTERNS, pattern, patterns_with, scrub_json_text, scrub_text, scrub_value
 
 FOUND = [
     ("Contact jane.doe+billing@example.co.uk about it", "Contact [EMAIL] about it", "email"),

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from pipeline.engine.dedup import NearDuplicateIndex, input_key, near_duplicate_pairs, words
-from pipeline.engine.splits import NO_FAILURE, SplitConfig, assign_splits, group_id, split_sizes
+from pipeline.engine.curate.dedup import NearDuplicateIndex, input_key, near_duplicate_pairs, words
+from pipeline.engine.curate.splits import NO_FAILURE, SplitConfig, assign_splits, group_id, split_sizes
 
 CONFIG = SplitConfig()
 

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.engine import store
+from pipeline.engine.core import store
 
 T0 = datetime(2026, 10, 16, 2, 38, 21, tzinfo=timezone.utc)
 

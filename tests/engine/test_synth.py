@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
-from pipeline.engine.synth import (SYNTHETIC_SCHEMA, Candidate, accept, llm_dimensions, llm_rewrite, load_dimensions,
+from pipeline.engine.curate.synth import (SYNTHETIC_SCHEMA, Candidate, accept, llm_dimensions, llm_rewrite, load_dimensions,
                                    load_prompt, offline_candidates, reuse_llm_examples)
 from pipeline.engine.tasks import load_task
 from pipeline.engine.tasks.nl2query import canonical, dump

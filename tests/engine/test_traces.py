@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import pytest
 
 from pipeline.engine.tasks import load_task
-from pipeline.engine.traces import content_hash, discover, read_trace_files
+from pipeline.engine.ingest.files import discover, read_trace_files
+from pipeline.engine.ingest.sql import content_hash
 
 TASK = load_task("nl2query")
 NOW = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
@@ -258,7 +259,7 @@ def test_discover_accepts_files_dedups_and_ignores_missing(tmp_path):
 
 
 def test_discover_skips_files_inside_hidden_folders(tmp_path):
-    from pipeline.engine.traces import discover
+    from pipeline.engine.ingest.files import discover
 
     (tmp_path / ".staging").mkdir()
     (tmp_path / ".staging" / "a.jsonl").write_text("{}\n")

@@ -29,6 +29,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from pipeline.engine.core import store
+from pipeline.engine.core.store import transaction
 from pipeline.engine.ingest.formats import to_trace
 from pipeline.engine.ingest.lines import (
     CHUNK_BYTES,
@@ -41,12 +43,12 @@ from pipeline.engine.ingest.lines import (
 from pipeline.engine.ingest.records import (
     RECORD_SCHEMA,
     REJECTED_SCHEMA,
+    TRACE_SCHEMA,
     RecordError,
     normalise_record,
     rejection,
 )
 from pipeline.engine.ingest.sql import insert_records, parse_sql, python_rows
-from pipeline.engine.store import transaction
 from pipeline.engine.tasks import Task
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
@@ -465,3 +467,31 @@ def _reject_unknown(conn, path: Path, source: str, max_record_bytes: int, now: d
         _record(conn, source, path, "unknown", stat, ReadState(stat.st_size, 0), None, 0, 1, now)
     report.rejected += 1
     report.rejections += [row] if len(report.rejections) < _PREVIEW else []
+
+
+@dataclass
+class IngestBatch:
+    """What reading some trace files produced (without touching a database)."""
+
+    traces: pl.DataFrame
+    rejected: pl.DataFrame
+    files: list[str] = field(default_factory=list)
+    lines: int = 0
+    duplicates_in_batch: int = 0
+
+
+def read_trace_files(files: list[Path], task: Task, source: str, max_record_bytes: int = 1_000_000,
+                     now: datetime | None = None) -> IngestBatch:
+    """Parse and validate every record of ``files`` in memory, exactly as :func:`ingest_files`
+    does (first of duplicates wins), without a ledger or settle window."""
+    now = now or datetime.now(timezone.utc)
+    lines = ingested = rejected = 0
+    with store.connect(":memory:") as conn:
+        conn.execute("SET threads = 1")  # rows come back in file order
+        for path in files:
+            job = ingest_file(conn, path, task, source, max_record_bytes=max_record_bytes, now=now, ordered=True)
+            lines, ingested, rejected = lines + job.records, ingested + job.ingested, rejected + job.rejected
+        traces = store.read(conn, "SELECT * FROM raw_traces").cast(TRACE_SCHEMA).select(list(TRACE_SCHEMA))
+        rejections = store.read(conn, "SELECT * FROM rejected_traces").cast(REJECTED_SCHEMA).select(list(REJECTED_SCHEMA))
+    return IngestBatch(traces=traces, rejected=rejections, files=[str(f) for f in files], lines=lines,
+                       duplicates_in_batch=lines - ingested - rejected)

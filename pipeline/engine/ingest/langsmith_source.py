@@ -27,7 +27,7 @@ from pipeline.engine.ingest.files import checked, write_rejected
 from pipeline.engine.ingest.formats import from_langsmith_run
 from pipeline.engine.ingest.records import RECORD_SCHEMA, RecordError, rejection
 from pipeline.engine.ingest.sql import insert_records, python_rows
-from pipeline.engine.store import transaction
+from pipeline.engine.core.store import transaction
 from pipeline.engine.tasks import Task
 
 

@@ -9,10 +9,15 @@ drops duplicates, the same way for both paths.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 import duckdb
+import polars as pl
 
+from pipeline.engine.core import store
+from pipeline.engine.ingest.records import parse_timestamp
 from pipeline.engine.tasks import Task
 
 FIELDS = ("trace_id", "task", "ts", "input", "output", "model", "latency_ms", "prompt_tokens",
@@ -163,3 +168,19 @@ def insert_records(conn: duckdb.DuckDBPyConnection, relation: str, source: str, 
         f"SELECT DISTINCT input_keys FROM {relation} WHERE input_keys IS NOT NULL LIMIT {MAX_KEY_LISTS}").fetchall()]
     sql = f"INSERT INTO raw_traces BY NAME SELECT * EXCLUDE (seq) FROM ({finalised(relation, key_lists, ordered)})"
     return conn.execute(sql, [source, now]).fetchone()[0]
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    """Hash of what makes a trace itself (task, input, output, model, timestamp), the same one
+    ingestion stores in raw_traces.content_hash; operational fields do not count."""
+    model = record.get("model")
+    row = {"task": record.get("task"), "input": json.dumps(record.get("input"), ensure_ascii=False),
+           "output": record.get("output") or "", "model": model if isinstance(model, str) else None,
+           "ts": parse_timestamp(record.get("ts"))}
+    frame = pl.DataFrame([row], schema={"task": pl.String, "input": pl.String, "output": pl.String,
+                                        "model": pl.String, "ts": pl.Datetime("us", "UTC")})
+    with store.connect(":memory:") as conn:
+        conn.register("one", frame.to_arrow())
+        sql = f"SELECT {CONTENT_HASH.format(canon=_canonical_input('input'))} FROM " \
+              "(SELECT * REPLACE (json(input)::VARCHAR AS input) FROM one)"
+        return conn.execute(sql).fetchone()[0]

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 
 from pipeline.engine.providers import Completion, ProviderAuthError, ProviderError
-from pipeline.engine.scrub import DEFAULT_PATTERNS, Pattern, scrub_text
+from pipeline.engine.core.scrub import DEFAULT_PATTERNS, Pattern, scrub_text
 
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|Bearer\s+\S+)")
 

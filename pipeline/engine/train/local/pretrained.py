@@ -19,9 +19,9 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from pipeline.engine.local_model import loop
-from pipeline.engine.local_model.loop import Pairs, TrainConfig, TrainResult
-from pipeline.engine.local_model.store import CHECKPOINTS, prepare, read_meta, write_model
+from pipeline.engine.train.local import loop
+from pipeline.engine.train.local.loop import Pairs, TrainConfig, TrainResult
+from pipeline.engine.train.local.folders import CHECKPOINTS, prepare, read_meta, write_model
 
 Messages = list[dict[str, str]]
 #: Defaults for fine-tuning a pretrained model: a few epochs at a small learning rate (LoRA's is larger).

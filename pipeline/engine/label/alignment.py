@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.engine.annotations import latest_decisions
+from pipeline.engine.label.annotations import latest_decisions
 
 
 def alignment(judgements: pl.DataFrame, annotations: pl.DataFrame, exclude: set[str] | None = None,

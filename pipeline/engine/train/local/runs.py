@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.engine.local_model import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, pretrained, train_base
-from pipeline.engine.local_model.loop import hashed_fields, resolve_device
-from pipeline.engine.local_model.pretrained import PretrainedModel, PretrainedSpec
-from pipeline.engine.local_model.store import META_FILE, read_meta
+from pipeline.engine.train.local import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, pretrained, train_base
+from pipeline.engine.train.local.loop import hashed_fields, resolve_device
+from pipeline.engine.train.local.pretrained import PretrainedModel, PretrainedSpec
+from pipeline.engine.train.local.folders import META_FILE, read_meta
 from pipeline.engine.tasks import Task
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.engine.checks import failing_traces
-from pipeline.engine.heal import failed_checks
+from pipeline.engine.label.assertions import failing_traces
+from pipeline.engine.label.heal import failed_checks
 from pipeline.engine.tasks import Task
-from pipeline.engine.traces import REJECTED_SCHEMA, RecordError, parse_timestamp
+from pipeline.engine.ingest.records import REJECTED_SCHEMA, RecordError, parse_timestamp
 
 ANNOTATION_SCHEMA = {
     "annotation_id": pl.String, "trace_id": pl.String, "label": pl.String,

@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.engine.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, input_key
+from pipeline.engine.curate.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, input_key
 from pipeline.engine.providers import ChatProvider, ProviderError
 from pipeline.engine.tasks import Example, Task
 

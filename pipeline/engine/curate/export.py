@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.engine.scrub import DEFAULT_PATTERNS, Pattern, scrub_json_text, scrub_text
+from pipeline.engine.core.scrub import DEFAULT_PATTERNS, Pattern, scrub_json_text, scrub_text
 from pipeline.engine.tasks import Task
 
 ROLES = ("system", "user", "assistant")

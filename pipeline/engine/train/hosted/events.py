@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from pipeline.engine.finetune.api import FineTuningAPI
+from pipeline.engine.train.hosted.api import FineTuningAPI
 
 EVENT_SCHEMA = {
     "job_id": pl.String, "event_id": pl.String, "created_at": pl.Datetime("us", "UTC"), "level": pl.String,

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from openai.types.fine_tuning import FineTuningJob
 
-from pipeline.engine.finetune.api import FineTuningAPI
+from pipeline.engine.train.hosted.api import FineTuningAPI
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 #: Jobs or files a search at the provider looks at, at most (a server may ignore the metadata filter).

@@ -15,11 +15,11 @@ from typing import Any, Callable, ContextManager
 import polars as pl
 from openai.types.fine_tuning import FineTuningJob
 
-from pipeline.engine.export import token_counter, training_cost
-from pipeline.engine.finetune import registry
-from pipeline.engine.finetune.api import FineTuningAPI
-from pipeline.engine.finetune.events import job_events, loss_history
-from pipeline.engine.finetune.jobs import TERMINAL, JobSpec, failure, find_or_create, follow
+from pipeline.engine.curate.export import token_counter, training_cost
+from pipeline.engine.train import registry
+from pipeline.engine.train.hosted.api import FineTuningAPI
+from pipeline.engine.train.hosted.events import job_events, loss_history
+from pipeline.engine.train.hosted.jobs import TERMINAL, JobSpec, failure, find_or_create, follow
 
 #: Epochs assumed for the cost estimate when the provider picks them ("auto").
 DEFAULT_EPOCHS = 3

@@ -4,7 +4,7 @@
   decisions so far, filtered and ordered. Filters are bound parameters; orderings come from a
   fixed list. No SQL is ever built from a caller's string.
 - :func:`make_decision`: a validated decision; an edited output (the correction) must pass the
-  task's assertions (:func:`pipeline.engine.heal.failed_checks` gives the reasons live).
+  task's assertions (:func:`pipeline.engine.label.heal.failed_checks` gives the reasons live).
 - :meth:`Review.save` / :meth:`Review.undo`: short-lived connections, retried while another
   process (a materialization) holds DuckDB's lock. A save that still cannot get in is written to
   the :class:`Outbox`, a folder of JSONL files in the format the ``annotations`` asset imports;
@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-from pipeline.engine import store
-from pipeline.engine.annotations import ANNOTATION_SCHEMA, LABELS, correction_error
+from pipeline.engine.core import store
+from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, LABELS, correction_error
 from pipeline.engine.tasks import Task
-from pipeline.engine.traces import parse_timestamp
+from pipeline.engine.ingest.records import parse_timestamp
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Decision:
     critique: str | None = None
 
     def record(self) -> dict[str, Any]:
-        """The JSON record read by :func:`pipeline.engine.annotations.read_annotation_files`."""
+        """The JSON record read by :func:`pipeline.engine.label.annotations.read_annotation_files`."""
         return {**asdict(self), "annotated_at": self.annotated_at.isoformat()}
 
     @classmethod

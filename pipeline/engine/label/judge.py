@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.engine.annotations import latest_decisions
+from pipeline.engine.label.annotations import latest_decisions
 from pipeline.engine.providers import ChatProvider, ProviderAuthError, ProviderError
 from pipeline.engine.providers.openai_chat import json_schema_format
 

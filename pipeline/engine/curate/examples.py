@@ -3,7 +3,7 @@
 :func:`real_examples` picks what production and people give; :func:`curate` drops failing
 outputs, duplicates (on input, on output, on the pair), examples outside the complexity bounds,
 train examples that near-duplicate a test input and synthetic examples over their split's cap,
-and assigns every group a split (:mod:`pipeline.engine.splits`). Every drop is counted by reason.
+and assigns every group a split (:mod:`pipeline.engine.curate.splits`). Every drop is counted by reason.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipeline.engine import store
-from pipeline.engine.annotations import latest_decisions
-from pipeline.engine.dedup import DEFAULT_THRESHOLD, input_key, near_duplicate_pairs
-from pipeline.engine.splits import NO_FAILURE, SPLITS, SplitConfig, assign_splits, group_id, split_sizes
+from pipeline.engine.core import store
+from pipeline.engine.label.annotations import latest_decisions
+from pipeline.engine.curate.dedup import DEFAULT_THRESHOLD, input_key, near_duplicate_pairs
+from pipeline.engine.curate.splits import NO_FAILURE, SPLITS, SplitConfig, assign_splits, group_id, split_sizes
 from pipeline.engine.tasks import Task
 
 EXAMPLE_SCHEMA = {

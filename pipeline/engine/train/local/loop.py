@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from pipeline.engine.local_model import checkpoint
+from pipeline.engine.train.local import checkpoint
 
 LOG_EVERY_STEPS = 50
 LOG_EVERY_SECONDS = 15.0

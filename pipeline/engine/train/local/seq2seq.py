@@ -23,11 +23,11 @@ from safetensors.torch import load_model, save_model
 from tokenizers import Tokenizer
 from transformers import T5Config, T5ForConditionalGeneration
 
-from pipeline.engine.local_model import loop
-from pipeline.engine.local_model.literals import mask_source, mask_target, unmask
-from pipeline.engine.local_model.loop import Pairs, TrainConfig, TrainResult
-from pipeline.engine.local_model.store import CHECKPOINTS, WEIGHTS_FILE, prepare, read_meta, write_model
-from pipeline.engine.local_model.tokenizer import (
+from pipeline.engine.train.local import loop
+from pipeline.engine.train.local.literals import mask_source, mask_target, unmask
+from pipeline.engine.train.local.loop import Pairs, TrainConfig, TrainResult
+from pipeline.engine.train.local.folders import CHECKPOINTS, WEIGHTS_FILE, prepare, read_meta, write_model
+from pipeline.engine.train.local.tokenizer import (
     EOS_ID, FILE_NAME as TOKENIZER_FILE, PAD_ID, decode, encode, load_tokenizer, save_tokenizer, train_tokenizer,
 )
 

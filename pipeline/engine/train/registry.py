@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 from openai.types.fine_tuning import FineTuningJob
 
-from pipeline.engine import store
-from pipeline.engine.finetune.jobs import TERMINAL, JobSpec, failure
+from pipeline.engine.core import store
+from pipeline.engine.train.hosted.jobs import TERMINAL, JobSpec, failure
 
 SCHEMA = {
     "model_id": pl.String, "backend": pl.String, "base_model": pl.String, "job_id": pl.String,
