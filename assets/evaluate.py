@@ -21,7 +21,7 @@ from pipeline.engine.providers.models import ChatModelProvider, ModelProvider
 from pipeline.engine.label.judge import output_items, select_pending, with_judge_pass
 from pipeline.engine.evaluate.report import render, render_models
 from pipeline.engine.evaluate.report_html import render_html, write_html
-from pipeline.engine.train.local.runs import LocalModelProvider
+from pipeline.engine.train.local.inference import LocalModelProvider
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 
 REPORT_SCHEMA = {

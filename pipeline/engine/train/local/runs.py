@@ -1,5 +1,5 @@
 """Training runs with the local backend: model ids keyed by data and config, idempotent runs,
-and inference through the same prompt the training data used.
+the same prompt at training and inference (:func:`model_source`).
 
 The base model is either the built-in one (``ModelConfig``: trained here from the base corpus)
 or a pretrained transformers model (``PretrainedSpec``: registered into the base directory
@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import polars as pl
 
-from pipeline.engine.train.local import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, pretrained, train_base
-from pipeline.engine.train.local.loop import hashed_fields, resolve_device
-from pipeline.engine.train.local.pretrained import PretrainedModel, PretrainedSpec
+from pipeline.engine.train.local import ModelConfig, TrainConfig, fine_tune, pretrained, train_base
+from pipeline.engine.train.local.loop import hashed_fields
+from pipeline.engine.train.local.pretrained import PretrainedSpec
 from pipeline.engine.train.local.folders import META_FILE, read_meta
 from pipeline.engine.tasks import Task
 
@@ -123,23 +123,3 @@ def fine_tune_model(base_dir: Path, model_dir: Path, train: pl.DataFrame, valida
     tune = pretrained.fine_tune if is_pretrained(base_dir) else fine_tune
     result = tune(base_dir, model_dir, sources, targets, train_config, validation=valid, log=log)
     return {"reused": False, "replay_examples": 0 if replay is None else replay.height, **asdict(result)}
-
-
-class LocalModelProvider:
-    """Inference with a local model directory (built-in or transformers), through the task's prompt."""
-
-    def __init__(self, model_dir: Path, task: Task, batch_size: int = 64, device: str = "auto"):
-        self.pretrained = is_pretrained(model_dir)
-        if self.pretrained:
-            self.model = PretrainedModel(model_dir, device)
-        else:
-            self.model = LocalSeq2Seq.load(model_dir)
-            self.model.model.to(resolve_device(device))
-        self.task = task
-        self.batch_size = batch_size
-
-    def complete(self, inputs: list[dict[str, Any]]) -> list[str]:
-        """One output per input, batched greedy decoding."""
-        if self.pretrained:
-            return self.model.generate([self.task.prompt(i) for i in inputs], batch_size=self.batch_size)
-        return self.model.generate([model_source(self.task, i) for i in inputs], batch_size=self.batch_size)
