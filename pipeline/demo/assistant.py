@@ -86,7 +86,7 @@ def applicable(mode: str, gold: dict[str, Any]) -> bool:
     return {
         "missing_filter": bool(gold.get("filters")),
         "unknown_filter_op": bool(gold.get("filters")),
-        "unknown_column": bool(nl2query._columns_used(gold)),
+        "unknown_column": bool(nl2query.columns_used(gold)),
         "count_with_column": any(c["op"] in ("COUNT", "COUNT_DISTINCT") for c in calcs),
         "missing_column": any("column" in c for c in calcs),
         "order_not_in_calculations": bool(gold.get("orders")),
@@ -178,7 +178,7 @@ def _semantic(mode: str, q: dict[str, Any], dataset: Dataset, rng: random.Random
 def _assertion_failure(mode: str, q: dict[str, Any], dataset: Dataset, rng: random.Random) -> None:
     calcs = q["calculations"]
     if mode == "unknown_column":
-        used = list(dict.fromkeys(nl2query._columns_used(q)))
+        used = list(dict.fromkeys(nl2query.columns_used(q)))
         old = rng.choice(used)
         q.update(_retarget(q, old, _hallucinated_column(old, dataset, rng)))
     elif mode == "unknown_calculation_op":
@@ -193,7 +193,7 @@ def _assertion_failure(mode: str, q: dict[str, Any], dataset: Dataset, rng: rand
         if calc["op"] == "COUNT_DISTINCT":
             new = {"op": "COUNT", "column": calc["column"]}
         else:
-            used = nl2query._columns_used(q)
+            used = nl2query.columns_used(q)
             ids = [c.name for c in dataset.columns if c.kind == "id"]
             new = {"op": "COUNT", "column": rng.choice(used or ids or dataset.column_names)}
         if (new["op"], new["column"]) in {(c["op"], c.get("column")) for c in calcs}:

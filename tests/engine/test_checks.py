@@ -1,5 +1,7 @@
 """Assertions over traces: one row per trace and check, in process and in worker processes."""
 
+import importlib
+import inspect
 import json
 import types
 from datetime import datetime, timezone
@@ -9,7 +11,7 @@ import pytest
 
 from pipeline.engine.label import assertions as checks
 from pipeline.engine.label.assertions import EVALUATION_SCHEMA, check_version, evaluate_rows, evaluate_traces, failing_traces
-from pipeline.engine.tasks import load_task
+from pipeline.engine.tasks import load_task, nl2query
 from pipeline.engine.tasks.nl2query import CHECK_NAMES
 
 TASK = load_task("nl2query")
@@ -73,6 +75,37 @@ def test_check_version_follows_the_check_code():
     other = types.ModuleType("other_task")
     exec("def check(i, o):\n    return []\n", other.__dict__)
     assert check_version(types.SimpleNamespace(version=TASK.version, check=other.check)) != version
+
+
+def _nl2query_from(root, package, checks_source, prompting_source):
+    """A task named and versioned like nl2query, its check and prompt from modules written to root/package."""
+    (root / package).mkdir()
+    (root / package / "__init__.py").write_text("")
+    (root / package / "checks.py").write_text(checks_source)
+    (root / package / "prompting.py").write_text(prompting_source)
+    checks_module = importlib.import_module(f"{package}.checks")
+    prompting_module = importlib.import_module(f"{package}.prompting")
+    task = types.SimpleNamespace(name=TASK.name, version=TASK.version, check=checks_module.check,
+                                 prompt=prompting_module.prompt)
+    return task, prompting_module
+
+
+def test_check_version_ignores_the_prompt_and_follows_the_check_code(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checks_source, prompting_source = inspect.getsource(nl2query.checks), inspect.getsource(nl2query.prompting)
+    reworded = prompting_source.replace("You translate a question", "You turn a question")
+    reworded_task, reworded_module = _nl2query_from(tmp_path, "reworded_prompt", checks_source, reworded)
+    task_input = json.loads(INPUT)
+    assert reworded_task.prompt(task_input)[0] != TASK.prompt(task_input)[0]
+    assert check_version(reworded_task) == check_version(TASK)
+
+    edited = checks_source.replace("is not a positive integer\"]", "must be a positive integer\"]")
+    assert edited != checks_source
+    edited_task, _ = _nl2query_from(tmp_path, "edited_check", edited, prompting_source)
+    assert check_version(edited_task) != check_version(TASK)
+    # a module the task lists in check_modules is check code too
+    listed = types.SimpleNamespace(**vars(reworded_task), check_modules=(reworded_module,))
+    assert check_version(listed) != check_version(reworded_task)
 
 
 def test_empty_batch():

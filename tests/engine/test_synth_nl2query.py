@@ -7,8 +7,8 @@ import re
 import pytest
 
 from pipeline.engine.tasks import Example
-from pipeline.engine.tasks import nl2query_synth as S
-from pipeline.engine.tasks.nl2query import _columns_used, canonical, check, dump, normalise, parse, synthesize
+from pipeline.engine.tasks.nl2query import synth as S
+from pipeline.engine.tasks.nl2query import canonical, check, columns_used, dump, normalise, parse, synthesize
 
 COLUMNS = ["duration_ms", "service.name", "http.status_code", "http.route", "region"]
 WORKER = ["queue.name", "job.type", "queue.wait_ms"]
@@ -146,7 +146,7 @@ def test_substitute_column_replaces_one_column_consistently():
             sx = S.substitute_column(seed, POOLS, random.Random(i))
             if sx is None:
                 continue
-            before, after = set(_columns_used(parse(seed.output))), set(_columns_used(parse(sx.output)))
+            before, after = set(columns_used(parse(seed.output))), set(columns_used(parse(sx.output)))
             (old,), (new,) = before - after, after - before
             assert new in seed.input["columns"] and new not in seed.input["question"]
             assert not re.search(rf"(?<![\w.]){re.escape(old)}(?![\w.])", sx.input["question"])
@@ -161,6 +161,6 @@ def test_compose_dimensions_builds_questions_from_the_dataset_pools():
         assert passes(ex), ex
         query = parse(ex.output)
         assert query["time_range"] in {900, 1800, 3600, 86400, 604800}
-        for column in _columns_used(query):
+        for column in columns_used(query):
             assert column in ex.input["question"]
     assert len({o.input["question"] for o in out}) >= 0.8 * len(out)  # varied, not one template

@@ -4,7 +4,7 @@ Every candidate keeps its provenance (parent example, generator, prompt version,
 :func:`accept` keeps only candidates whose input is valid and whose output passes every
 assertion, and drops duplicates and near-duplicates of existing examples, counting why.
 
-LLM generators (prompts are versioned files under ``pipeline/prompts/synth/<task>/``):
+LLM generators (prompts are versioned files the task ships, ``prompts/synth/`` next to it):
 
 - ``llm_rewrite``: a real question and its output -> ``k`` variations of similar complexity.
 - ``llm_dimensions``: a (feature, scenario, persona) tuple -> an output (first prompt) -> the
@@ -20,7 +20,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from string import Template
 from typing import Any
 
@@ -28,7 +27,7 @@ import polars as pl
 
 from pipeline.engine.curate.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, input_key
 from pipeline.engine.providers import ChatProvider, ProviderError
-from pipeline.engine.tasks import Example, Task
+from pipeline.engine.tasks import Example, Task, task_file
 
 SYNTHETIC_SCHEMA = {
     "example_id": pl.String, "parent_id": pl.String, "generator": pl.String, "input": pl.String,
@@ -67,7 +66,7 @@ class Prompt:
 
 
 def load_prompt(task_name: str, name: str, version: str = "v1") -> Prompt:
-    """The prompt ``pipeline/prompts/synth/<task_name>/<name>.<version>.md``."""
+    """The task's prompt ``prompts/synth/<name>.<version>.md``, named ``<task_name>/<name>.<version>``."""
     text = _prompt_file(task_name, f"{name}.{version}.md")
     parts = re.split(r"^## (system|user)\s*$", text, flags=re.MULTILINE)
     sections = dict(zip(parts[1::2], (p.strip() for p in parts[2::2])))
@@ -77,14 +76,15 @@ def load_prompt(task_name: str, name: str, version: str = "v1") -> Prompt:
 
 
 def load_dimensions(task_name: str, version: str = "v1") -> dict[str, dict[str, str]]:
-    """Dimension values and their descriptions, ``pipeline/prompts/synth/<task_name>/dimensions.<version>.json``."""
+    """Dimension values and their descriptions, the task's ``prompts/synth/dimensions.<version>.json``."""
     return json.loads(_prompt_file(task_name, f"dimensions.{version}.json"))
 
 
 def _prompt_file(task_name: str, file_name: str) -> str:
-    path = resources.files("pipeline").joinpath("prompts", "synth", task_name, file_name)
-    if not path.is_file():
-        raise ValueError(f"no synthetic-data prompt {task_name}/{file_name} (looked in pipeline/prompts/synth/)")
+    try:
+        path = task_file(task_name, f"synth/{file_name}")
+    except ValueError as exc:
+        raise ValueError(f"no synthetic-data prompt {task_name}/{file_name}: {exc}") from None
     return path.read_text(encoding="utf-8")
 
 

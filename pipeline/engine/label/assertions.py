@@ -35,17 +35,22 @@ CHUNK_TRACES = 50_000
 
 
 def check_version(task: Task) -> str:
-    """``<task.version>+<hash of the source of the module defining task.check>``.
+    """``<task.version>+<hash>`` of the task's name, its version and the source of its check code.
 
-    Editing a check changes the version, so stored evaluations are redone even if the task
-    author forgot to bump ``version``.
+    The check code is the module defining ``task.check`` (the task's class's module when that
+    is unknown) plus the modules the task lists in an optional ``check_modules`` attribute
+    (for checks that call into other modules). Editing a check changes the version, so stored
+    evaluations are redone even if the task author forgot to bump ``version``; editing code
+    outside those modules (the prompt, the synthetic generators) does not.
     """
-    module = inspect.getmodule(task.check) or inspect.getmodule(type(task))
-    try:
-        source = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):
-        source = ""
-    return f"{task.version}+{hashlib.sha256(source.encode()).hexdigest()[:10]}"
+    modules = (inspect.getmodule(task.check) or inspect.getmodule(type(task)), *getattr(task, "check_modules", ()))
+    digest = hashlib.sha256(f"{getattr(task, 'name', '')}\0{task.version}".encode())
+    for module in dict.fromkeys(m for m in modules if m is not None):
+        try:
+            digest.update(b"\0" + inspect.getsource(module).encode())
+        except (OSError, TypeError):  # no source to read (a module built at run time)
+            digest.update(b"\0")
+    return f"{task.version}+{digest.hexdigest()[:10]}"
 
 
 def _values_from_check(task: Task) -> Callable[[dict, str], tuple[tuple, tuple]]:

@@ -1,6 +1,6 @@
 """LLM-as-judge: a critique and a good/bad outcome per output, as structured output.
 
-The judge prompt is a versioned file per task (``pipeline/prompts/judge/<task>.<version>.md``);
+The judge prompt is a versioned file the task ships (``prompts/judge.<version>.md`` next to it);
 few-shot examples are people's critiques from annotations. A judgement is cached by
 (judge version, item): the judge version hashes the prompt text, the model and the few-shot
 examples, so a re-run pays nothing and any change to what the judge sees re-judges.
@@ -13,7 +13,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -23,6 +22,7 @@ import polars as pl
 from pipeline.engine.label.annotations import latest_decisions
 from pipeline.engine.providers import ChatProvider, ProviderAuthError, ProviderError
 from pipeline.engine.providers.openai_chat import json_schema_format
+from pipeline.engine.tasks import task_file
 
 OUTCOMES = ("good", "bad")
 VERDICT_SCHEMA = {
@@ -55,13 +55,17 @@ class JudgePrompt:
 
 
 def load_prompt(task_name: str, version: str = "v1", path: str | None = None) -> JudgePrompt:
-    """The judge prompt of a task: ``path`` when given, else the packaged ``<task>.<version>.md``."""
+    """The judge prompt of a task: ``path`` when given, else the task's ``prompts/judge.<version>.md``.
+
+    The prompt is named ``<task>.<version>`` (the last part of a module path).
+    """
     if path is not None:
         return JudgePrompt(Path(path).stem, Path(path).read_text(encoding="utf-8"))
     name = f"{task_name.rsplit('.', 1)[-1]}.{version}"
-    resource = resources.files("pipeline") / "prompts" / "judge" / f"{name}.md"
-    if not resource.is_file():
-        raise ValueError(f"no judge prompt {name}.md in pipeline/prompts/judge; write one or set a prompt path")
+    try:
+        resource = task_file(task_name, f"judge.{version}.md")
+    except ValueError as exc:
+        raise ValueError(f"no judge prompt {name}: {exc}; write one or set a prompt path") from None
     return JudgePrompt(name, resource.read_text(encoding="utf-8"))
 
 

@@ -1,7 +1,9 @@
 """The task plugin interface: everything domain-specific about the LLM feature under improvement.
 
 A task owns the prompt template (identical at training and inference), output parsing and
-normalisation, the assertions that name failure modes, and offline synthetic generators. The
+normalisation, the assertions that name failure modes, offline synthetic generators, and the
+prompts it ships for the judge and LLM synthetic data (a ``prompts/`` folder next to its module:
+``judge.<version>.md``, ``synth/<name>.<version>.md``, ``synth/dimensions.<version>.json``). The
 rest of the pipeline only talks to this interface.
 """
 
@@ -51,6 +53,11 @@ class Task(Protocol):
     ``input_sql_check``, DuckDB SQL over a JSON value ``{input}`` that is true only for inputs
     ``validate_input`` accepts (the fast path; without it every record is validated in Python),
     and ``input_from_messages(messages) -> input | None``, the inverse of ``prompt`` (chat logs).
+
+    Stored assertion results are keyed by the check version: a hash of ``name``, ``version`` and
+    the source of the module defining ``check``, plus of any modules listed in an optional
+    ``check_modules`` attribute (a tuple of modules the checks call into). Keep the checks apart
+    from the prompt and generators, so that editing those does not re-evaluate every trace.
     """
 
     name: str

@@ -1,4 +1,4 @@
-"""nl2query: a natural-language question plus a dataset's columns in, a JSON observability query out.
+"""nl2query's query: the published spec, parsing, the assertions and the canonical form.
 
 Query shape::
 
@@ -11,21 +11,18 @@ Query shape::
      "time_range": 7200,
      "limit": 10}
 
-Each assertion is named after the failure mode it detects.
+Each assertion is named after the failure mode it detects. This module is the task's check
+code: its source is what ``check_version`` hashes, so it holds no prompt text.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.engine.tasks.base import CheckResult, Example, SyntheticExample
-
-NAME = "nl2query"
-VERSION = "1"
+from pipeline.engine.tasks.base import CheckResult
 
 NO_COLUMN_OPS = frozenset({"COUNT", "CONCURRENCY"})
 COLUMN_OPS = frozenset(
@@ -57,16 +54,6 @@ CHECK_NAMES: tuple[str, ...] = (
     "limit_not_integer",
 )
 
-SYSTEM_PROMPT = (
-    "You translate a question about an observability dataset into a JSON query. "
-    "Answer with one JSON object and nothing else. Keys: calculations (list of {op, column}), "
-    "filters (list of {column, op, value}), filter_combination (AND|OR), breakdowns (list of "
-    "columns), orders (list of {op, column, order}), havings (list of {calculate_op, column, "
-    "op, value}), time_range (integer seconds), limit (integer). Use only the given columns. "
-    f"Calculation ops: {', '.join(sorted(CALCULATION_OPS))}; COUNT and CONCURRENCY take no "
-    f"column. Filter ops: {', '.join(sorted(FILTER_OPS))}."
-)
-
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
@@ -91,7 +78,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _list_of_dicts(query: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def list_of_dicts(query: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The objects in the list ``query[key]``; nothing when it is missing or not a list."""
     value = query.get(key) or []
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
@@ -110,21 +98,10 @@ def _shape_problems(query: dict[str, Any]) -> list[str]:
         problems.append("breakdowns must be a list of column names")
     if query.get("filter_combination", "AND") not in ("AND", "OR"):
         problems.append("filter_combination must be AND or OR")
-    for order in _list_of_dicts(query, "orders"):
+    for order in list_of_dicts(query, "orders"):
         if order.get("order", "ascending") not in ORDER_DIRECTIONS:
             problems.append(f"order direction {order.get('order')!r} is not ascending/descending")
     return problems
-
-
-def _columns_used(query: dict[str, Any]) -> list[str]:
-    used: list[Any] = []
-    for key in ("calculations", "filters", "orders", "havings"):
-        # "column": null means no column (as for COUNT), the same as leaving the key out
-        used += [item["column"] for item in _list_of_dicts(query, key) if item.get("column") is not None]
-    breakdowns = query.get("breakdowns") or []
-    if isinstance(breakdowns, list):
-        used += breakdowns
-    return [c if isinstance(c, str) else json.dumps(c) for c in used]
 
 
 class QueryParts:
@@ -134,11 +111,27 @@ class QueryParts:
 
     def __init__(self, query: dict[str, Any]):
         self.query = query
-        self.calcs = _list_of_dicts(query, "calculations")
-        self.filters = _list_of_dicts(query, "filters")
-        self.orders = _list_of_dicts(query, "orders")
-        self.havings = _list_of_dicts(query, "havings")
+        self.calcs = list_of_dicts(query, "calculations")
+        self.filters = list_of_dicts(query, "filters")
+        self.orders = list_of_dicts(query, "orders")
+        self.havings = list_of_dicts(query, "havings")
         self.calc_keys = {(c.get("op"), c.get("column")) for c in self.calcs}
+
+    def columns_used(self) -> list[str]:
+        """Every column the query names, in calculations, filters, orders, havings, breakdowns
+        order (a name that is not a string as its JSON text)."""
+        # "column": null means no column (as for COUNT), the same as leaving the key out
+        used = [item["column"] for part in (self.calcs, self.filters, self.orders, self.havings) for item in part
+                if item.get("column") is not None]
+        breakdowns = self.query.get("breakdowns") or []
+        if isinstance(breakdowns, list):
+            used += breakdowns
+        return [c if isinstance(c, str) else json.dumps(c) for c in used]
+
+
+def columns_used(query: dict[str, Any]) -> list[str]:
+    """Every column a parsed query names (see :meth:`QueryParts.columns_used`)."""
+    return QueryParts(query).columns_used()
 
 
 def _unknown_calculation_op(q: QueryParts, input: dict[str, Any]) -> list[str]:
@@ -151,15 +144,8 @@ def _unknown_filter_op(q: QueryParts, input: dict[str, Any]) -> list[str]:
 
 
 def _unknown_column(q: QueryParts, input: dict[str, Any]) -> list[str]:
-    # "column": null means no column (as for COUNT), the same as leaving the key out
-    used = [item["column"] for part in (q.calcs, q.filters, q.orders, q.havings) for item in part
-            if item.get("column") is not None]
-    breakdowns = q.query.get("breakdowns") or []
-    if isinstance(breakdowns, list):
-        used += breakdowns
     known = set(input.get("columns") or [])
-    return [f"column {c!r} is not in the dataset's columns" for c in
-            (c if isinstance(c, str) else json.dumps(c) for c in used) if c not in known]
+    return [f"column {c!r} is not in the dataset's columns" for c in q.columns_used() if c not in known]
 
 
 def _count_with_column(q: QueryParts, input: dict[str, Any]) -> list[str]:
@@ -258,9 +244,9 @@ def canonical(query: dict[str, Any]) -> dict[str, Any]:
     """The query with a fixed key order, defaults and empty parts dropped, filters sorted."""
     out: dict[str, Any] = {}
     calcs = [{"op": c.get("op"), **({"column": c["column"]} if c.get("column") is not None else {})}
-             for c in _list_of_dicts(query, "calculations")]
+             for c in list_of_dicts(query, "calculations")]
     out["calculations"] = calcs
-    filters = sorted((_canonical_filter(f) for f in _list_of_dicts(query, "filters")),
+    filters = sorted((_canonical_filter(f) for f in list_of_dicts(query, "filters")),
                      key=lambda f: json.dumps(f, sort_keys=True))
     if filters:
         out["filters"] = filters
@@ -270,11 +256,11 @@ def canonical(query: dict[str, Any]) -> dict[str, Any]:
         out["breakdowns"] = list(query["breakdowns"])
     orders = [{**({"op": o["op"]} if o.get("op") is not None else {}),
                **({"column": o["column"]} if o.get("column") is not None else {}),
-               "order": o.get("order", "ascending")} for o in _list_of_dicts(query, "orders")]
+               "order": o.get("order", "ascending")} for o in list_of_dicts(query, "orders")]
     if orders:
         out["orders"] = orders
     havings = sorted(({k: h.get(k) for k in ("calculate_op", "column", "op", "value") if h.get(k) is not None}
-                      for h in _list_of_dicts(query, "havings")),
+                      for h in list_of_dicts(query, "havings")),
                      key=lambda h: json.dumps(h, sort_keys=True))
     if havings:
         out["havings"] = havings
@@ -293,68 +279,3 @@ def normalise(output: str) -> str | None:
     """Canonical compact JSON of an output, or None if it does not parse."""
     query = parse(output)
     return None if query is None else dump(canonical(query))
-
-
-def prompt(input: dict[str, Any]) -> list[dict[str, str]]:
-    """System and user messages for ``input`` ({question, columns, dataset?})."""
-    user = f"Columns: {', '.join(input['columns'])}\nQuestion: {input['question']}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-def validate_input(input: Any) -> str | None:
-    """None for a well-formed input, else why it is not one."""
-    if not isinstance(input, dict):
-        return f"input must be an object, got {type(input).__name__}"
-    question = input.get("question")
-    if not isinstance(question, str) or not question.strip():
-        return "input.question must be a non-empty string"
-    columns = input.get("columns")
-    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
-        return "input.columns must be a non-empty list of column names"
-    return None
-
-
-#: DuckDB SQL over a JSON value ``{input}``, true only for inputs :func:`validate_input` accepts
-#: (ingestion's fast path; anything it is unsure of goes through ``validate_input``).
-INPUT_SQL_CHECK = """(starts_with({input}, '{{')
-    AND starts_with(json_extract({input}, ['$.question', '$.columns'])[1], '"')
-    AND regexp_matches({input} ->> '$.question', '[[:alnum:]]')
-    AND regexp_full_match(json_extract({input}, ['$.question', '$.columns'])[2],
-                          '\\["[^"\\\\]+"(,"[^"\\\\]+")*\\]'))"""
-
-
-def input_from_messages(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The input behind :func:`prompt`'s user message ("Columns: a, b\\nQuestion: q"), or None."""
-    users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
-    if not users:
-        return None
-    head, sep, question = users[-1]["content"].partition("\nQuestion: ")
-    if not sep or not head.startswith("Columns: "):
-        return None
-    return {"question": question, "columns": [c for c in head[len("Columns: "):].split(", ") if c]}
-
-
-def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[SyntheticExample]:
-    """Offline synthetic examples (:mod:`pipeline.engine.tasks.nl2query_synth`, imported here to avoid a cycle)."""
-    from pipeline.engine.tasks.nl2query_synth import synthesize as offline
-    return offline(examples, n, rng)
-
-
-class NL2Query:
-    """The nl2query task as a Task object."""
-
-    name = NAME
-    version = VERSION
-    check_names = CHECK_NAMES
-
-    prompt = staticmethod(prompt)
-    validate_input = staticmethod(validate_input)
-    check = staticmethod(check)
-    check_values = staticmethod(check_values)
-    normalise = staticmethod(normalise)
-    synthesize = staticmethod(synthesize)
-    input_sql_check = INPUT_SQL_CHECK
-    input_from_messages = staticmethod(input_from_messages)
-
-
-TASK = NL2Query()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pipeline.engine.tasks.base import Example, SyntheticExample
-from pipeline.engine.tasks.nl2query import _columns_used, _list_of_dicts, canonical, check, dump, normalise, parse
+from pipeline.engine.tasks.nl2query.checks import canonical, check, columns_used, dump, list_of_dicts, normalise, parse
 
 #: The dimensions of a question: what is asked (feature), in which situation (scenario), by whom (persona).
 DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -119,7 +119,7 @@ def vary_operator(ex: Example, pools: Pools, rng: random.Random) -> Example | No
     query = parse(ex.output)
     if query is None:
         return None
-    numeric = [f for f in _list_of_dicts(query, "filters") if f.get("op") in OPERATOR_PHRASES
+    numeric = [f for f in list_of_dicts(query, "filters") if f.get("op") in OPERATOR_PHRASES
                and isinstance(f.get("value"), (int, float)) and not isinstance(f.get("value"), bool)]
     rng.shuffle(numeric)
     for f in numeric:
@@ -133,7 +133,7 @@ def vary_operator(ex: Example, pools: Pools, rng: random.Random) -> Example | No
         new_op = rng.choice([op for op in OPERATOR_PHRASES if op != f["op"]])
         words = OPERATOR_PHRASES[new_op][:1] if symbolic else OPERATOR_PHRASES[new_op][1:]
         question = _splice(ex.input["question"], (start, end), rng.choice(words).format(v=f["value"]))
-        filters = [({**g, "op": new_op} if g is f else g) for g in _list_of_dicts(query, "filters")]
+        filters = [({**g, "op": new_op} if g is f else g) for g in list_of_dicts(query, "filters")]
         return Example({**ex.input, "question": question}, dump(canonical({**query, "filters": filters})))
     return None
 
@@ -152,7 +152,7 @@ def vary_breakdowns(ex: Example, pools: Pools, rng: random.Random) -> Example | 
     if len(breakdowns) == 1:
         (old,) = breakdowns
         match = re.search(_BREAKDOWN_LEAD + _COLUMN.format(re.escape(old)), question)
-        pool = sorted(pools.columns(ex, "breakdown") - set(_columns_used(query)) - _named(question, pools.columns(ex, "breakdown")))
+        pool = sorted(pools.columns(ex, "breakdown") - set(columns_used(query)) - _named(question, pools.columns(ex, "breakdown")))
         if match is None or not pool:
             return None
         new = rng.choice(pool)
@@ -166,7 +166,7 @@ def vary_breakdowns(ex: Example, pools: Pools, rng: random.Random) -> Example | 
         if match is None:
             return None
         kept = match.group(0)[: -len(f" and {second}")]
-        orders = [o for o in _list_of_dicts(query, "orders") if o.get("op") is not None or o.get("column") != second]
+        orders = [o for o in list_of_dicts(query, "orders") if o.get("op") is not None or o.get("column") != second]
         return Example({**ex.input, "question": _splice(question, match.span(), kept)},
                        dump(canonical({**query, "breakdowns": [first], "orders": orders})))
     return None
@@ -179,9 +179,9 @@ def _named(question: str, columns: set[str]) -> set[str]:
 # --- column substitution --------------------------------------------------------------------------
 
 def _roles_of(query: dict[str, Any]) -> list[tuple[str, str]]:
-    out = [(f"calc:{c.get('op')}", c["column"]) for c in _list_of_dicts(query, "calculations")
+    out = [(f"calc:{c.get('op')}", c["column"]) for c in list_of_dicts(query, "calculations")
            if isinstance(c.get("column"), str)]
-    out += [(f"filter:{f.get('op')}", f["column"]) for f in _list_of_dicts(query, "filters")
+    out += [(f"filter:{f.get('op')}", f["column"]) for f in list_of_dicts(query, "filters")
             if isinstance(f.get("column"), str) and "value" not in f]
     out += [("breakdown", b) for b in query.get("breakdowns") or [] if isinstance(b, str)]
     return out
@@ -204,7 +204,7 @@ def substitute_column(ex: Example, pools: Pools, rng: random.Random) -> Example 
     if not candidates:
         return None
     role, old = rng.choice(candidates)
-    pool = sorted(pools.columns(ex, role) - set(_columns_used(query)) - _named(question, pools.columns(ex, role)))
+    pool = sorted(pools.columns(ex, role) - set(columns_used(query)) - _named(question, pools.columns(ex, role)))
     if not pool:
         return None
     new = rng.choice(pool)
@@ -306,7 +306,7 @@ class Pools:
             for role, col in _roles_of(query):
                 pools.roles.setdefault((dataset, role), set()).add(col)
             known = pools.dataset_filters.setdefault(dataset, [])
-            for f in _list_of_dicts(query, "filters"):
+            for f in list_of_dicts(query, "filters"):
                 if f not in known and (f.get("op") in _SYMBOLS or "value" not in f or isinstance(f.get("value"), list)):
                     known.append(f)
         return pools
