@@ -10,7 +10,7 @@ from pipeline.engine.core import store
 
 T0 = datetime(2026, 10, 16, 2, 38, 21, tzinfo=timezone.utc)
 
-#: DESIGN.md's table contract: the columns each table must hold at least.
+#: docs/architecture.md's table contract: the columns each table must hold at least.
 CONTRACT = {
     "raw_traces": ["trace_id", "source", "task", "ts", "input", "output", "model", "latency_ms", "prompt_tokens",
                    "completion_tokens", "error", "metadata", "ingested_at"],

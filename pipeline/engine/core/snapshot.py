@@ -9,10 +9,11 @@ next ``duckdb.connect(snapshot, read_only=True)`` sees the new one.
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import duckdb
+
+from pipeline.engine.core.connections import DatabaseLocked, is_local, retry_while_locked
 
 
 def _wal_is_empty(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -48,17 +49,11 @@ def publish(conn: duckdb.DuckDBPyConnection, database: Path, snapshot: Path, ope
 def connect_read_only(database: str, wait_seconds: float = 5.0, fallback: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only connection to ``database``, retried while a writer holds its lock; after
     ``wait_seconds`` the ``fallback`` copy if it exists, else the lock error is raised."""
-    if database != ":memory:" and not database.startswith("md:") and not Path(database).exists():
+    if is_local(database) and not Path(database).exists():
         raise FileNotFoundError(f"no database at {database}")
-    deadline, delay = time.monotonic() + wait_seconds, 0.05
-    while True:
-        try:
-            return duckdb.connect(database, read_only=True)
-        except duckdb.IOException:
-            if time.monotonic() < deadline:
-                time.sleep(delay)
-                delay = min(2 * delay, 0.5)
-            elif fallback is not None and fallback.exists():
-                return duckdb.connect(str(fallback), read_only=True)
-            else:
-                raise
+    try:
+        return retry_while_locked(lambda: duckdb.connect(database, read_only=True), wait_seconds)
+    except DatabaseLocked:
+        if fallback is None or not fallback.exists():
+            raise
+    return duckdb.connect(str(fallback), read_only=True)

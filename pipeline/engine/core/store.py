@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pipeline.engine.core.connections import is_local
+
 # Each migration runs once, in order, recorded in schema_migrations. Append; never edit.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "contract tables", """
@@ -160,7 +162,7 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
 
 def connect(database: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the database (creating its folder for a local file) with the schema migrated."""
-    if not database.startswith("md:") and database != ":memory:":
+    if is_local(database):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(database, read_only=read_only)
     if not read_only:

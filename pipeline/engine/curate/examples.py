@@ -53,6 +53,31 @@ class CurationConfig:
             raise ValueError(f"max_per_output must be at least 1, got {self.max_per_output}")
 
 
+@dataclass(frozen=True)
+class CurationOptions:
+    """What a deployment sets about curation, flat (the ``CurationSettings`` resource's fields),
+    with CurationConfig's and SplitConfig's defaults: split shares (and the size check's
+    tolerance), complexity bounds, duplicates allowed per output, the cap on synthetic data per
+    split, the near-duplicate threshold."""
+
+    validation_share: float = SplitConfig.validation
+    test_share: float = SplitConfig.test
+    split_tolerance: float = SplitConfig.tolerance
+    min_complexity: int | None = CurationConfig.min_complexity
+    max_complexity: int | None = CurationConfig.max_complexity
+    max_per_output: int = CurationConfig.max_per_output
+    max_synthetic_share: float = CurationConfig.max_synthetic_share
+    near_duplicate_threshold: float = CurationConfig.near_duplicate_threshold
+
+    def config(self) -> CurationConfig:
+        """The CurationConfig these options make (validated there)."""
+        return CurationConfig(
+            splits=SplitConfig(validation=self.validation_share, test=self.test_share, tolerance=self.split_tolerance),
+            min_complexity=self.min_complexity, max_complexity=self.max_complexity,
+            max_per_output=self.max_per_output, max_synthetic_share=self.max_synthetic_share,
+            near_duplicate_threshold=self.near_duplicate_threshold)
+
+
 def complexity(output: str) -> int:
     """Size of an output: the number of scalar values in it when it is JSON, else its word count."""
     try:
@@ -242,3 +267,12 @@ def data_version(examples: pl.DataFrame, splits: tuple[str, ...] = ("train", "va
     for row in rows:
         digest.update("\x1f".join(row).encode() + b"\x1e")
     return digest.hexdigest()[:16]
+
+
+def training_data_version(conn: duckdb.DuckDBPyConnection,
+                          splits: tuple[str, ...] | None = ("train", "validation")) -> tuple[pl.DataFrame, str]:
+    """The stored examples of ``splits`` (None: every split, test included) and the training data
+    version, the :func:`data_version` of the stored train and validation examples (``splits``
+    must hold both)."""
+    examples = stored_examples(conn, splits)
+    return examples, data_version(examples)

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ import duckdb
 import polars as pl
 
 from pipeline.engine.core import store
+from pipeline.engine.core.connections import DatabaseLocked, retry_while_locked
 from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, LABELS, correction_error
 from pipeline.engine.tasks import Task
 from pipeline.engine.ingest.records import parse_timestamp
@@ -250,25 +250,20 @@ class Review:
         self._undos: set[str] = set()
 
     def _with_connection(self, work: Callable[[duckdb.DuckDBPyConnection], T], wait: float | None = None) -> T:
-        """``work`` on a fresh connection, closed afterwards; retried with backoff while another
-        process holds the lock (up to ``wait`` seconds, default busy_seconds), then DatabaseBusy."""
-        deadline = time.monotonic() + (self.busy_seconds if wait is None else wait)
-        delay = 0.05
-        while True:
-            try:
-                with _LOCK:
-                    conn = store.connect(self.database)
-                    try:
-                        return work(conn)
-                    finally:
-                        conn.close()
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise DatabaseBusy(f"database {self.database} is busy (a run holds it)") from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        """``work`` on a fresh connection, closed afterwards; retried while another process holds
+        the lock (up to ``wait`` seconds, default busy_seconds), then DatabaseBusy."""
+        def attempt() -> T:
+            with _LOCK:
+                conn = store.connect(self.database)
+                try:
+                    return work(conn)
+                finally:
+                    conn.close()
+
+        try:
+            return retry_while_locked(attempt, self.busy_seconds if wait is None else wait)
+        except DatabaseLocked as exc:
+            raise DatabaseBusy(f"database {self.database} is busy (a run holds it)") from exc
 
     def queue(self, filters: QueueFilter, order: str = "failing", limit: int = 500, seed: str = "0") -> pl.DataFrame:
         """Traces to review, one row each, best first; ``matching`` counts all that match."""

@@ -1,0 +1,100 @@
+"""The local trainer's settings as a deployment writes them, and the engine configs they make.
+
+One flat record (the ``LocalTrainer`` resource's config fields are these fields): what to train
+(the built-in seq2seq model or a pretrained one), its size, how long base training and
+fine-tuning run, LoRA, and where and how often a run checkpoints. Sizes and lengths left as None
+take the engine's defaults (the demo's for the built-in model).
+"""
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from pipeline.engine.train.local import pretrained
+from pipeline.engine.train.local.loop import LoraSettings, TrainConfig
+from pipeline.engine.train.local.pretrained import PretrainedSpec
+from pipeline.engine.train.local.seq2seq import FINE_TUNE_CONFIG, ModelConfig
+
+
+def _doc(default: Any, text: str) -> Any:
+    """A field with ``default`` and the description a configuration UI shows."""
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class LocalTrainerSettings:
+    """The local backend: the built-in small seq2seq transformer (trained here from the base
+    corpus) or a pretrained transformers model, fine-tuned fully or with LoRA, on ``device``.
+    Training is checkpointed every ``checkpoint_every_seconds`` (and/or ``checkpoint_every_steps``)
+    under the model's folder, and a crashed run resumes from there."""
+
+    base_corpus: str = "data/demo/base_corpus.jsonl"
+    base_max_examples: int | None = None
+    model_name_or_path: str | None = _doc(
+        None, "A pretrained model to fine-tune instead of the built-in one: an HF id or a local path "
+              "(None: the built-in one).")
+    d_model: int | None = None
+    num_layers: int | None = None
+    num_decoder_layers: int | None = None
+    num_heads: int | None = None
+    d_ff: int | None = None
+    vocab_size: int | None = None
+    max_source_tokens: int | None = None
+    max_target_tokens: int | None = None
+    base_epochs: float | None = None
+    base_max_steps: int | None = None
+    finetune_epochs: float | None = None
+    finetune_max_steps: int | None = None
+    finetune_max_seconds: float | None = None
+    finetune_learning_rate: float | None = None
+    replay_examples: int = _doc(
+        1000, "Base-corpus examples mixed into fine-tuning so the model keeps what it knew (0 = none).")
+    batch_size: int | None = None
+    seed: int = TrainConfig.seed
+    lora: bool = _doc(False, "LoRA adapters (peft) instead of full fine-tuning; pretrained models only.")
+    lora_r: int = LoraSettings.r
+    lora_alpha: int = LoraSettings.alpha
+    lora_dropout: float = LoraSettings.dropout
+    lora_target_modules: list[str] | None = _doc(
+        None, 'Modules to adapt (None: peft\'s default for the architecture; ["all-linear"]: every linear layer).')
+    device: str = _doc(TrainConfig.device, '"auto": cuda when available.')
+    checkpoint_every_seconds: float | None = TrainConfig.checkpoint_every_seconds
+    checkpoint_every_steps: int | None = TrainConfig.checkpoint_every_steps
+
+    def architecture(self) -> ModelConfig | PretrainedSpec:
+        """The model to train: the pretrained one when named, else the built-in one's size."""
+        if self.model_name_or_path:
+            return _override(PretrainedSpec(self.model_name_or_path),
+                             max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens)
+        return _override(ModelConfig(), d_model=self.d_model, num_layers=self.num_layers,
+                         num_decoder_layers=self.num_decoder_layers, num_heads=self.num_heads,
+                         d_ff=self.d_ff, vocab_size=self.vocab_size, max_source_tokens=self.max_source_tokens,
+                         max_target_tokens=self.max_target_tokens)
+
+    def base_train_config(self) -> TrainConfig:
+        """How the built-in model's base training runs."""
+        return _override(TrainConfig(), epochs=self.base_epochs, max_steps=self.base_max_steps,
+                         batch_size=self.batch_size, seed=self.seed, **self._runtime())
+
+    def finetune_train_config(self) -> TrainConfig:
+        """How fine-tuning runs: the engine's defaults for the model (and LoRA), with what is set."""
+        if self.model_name_or_path:
+            defaults = pretrained.FINE_TUNE_CONFIG
+            if self.lora:
+                defaults = replace(defaults, learning_rate=pretrained.LORA_LEARNING_RATE)
+        else:
+            defaults = FINE_TUNE_CONFIG
+        lora = LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                            target_modules=tuple(self.lora_target_modules) if self.lora_target_modules else None)
+        return _override(defaults, epochs=self.finetune_epochs, max_steps=self.finetune_max_steps,
+                         max_seconds=self.finetune_max_seconds, learning_rate=self.finetune_learning_rate,
+                         batch_size=self.batch_size, seed=self.seed, lora=lora if self.lora else None,
+                         **self._runtime())
+
+    def _runtime(self) -> dict[str, Any]:
+        """Settings that do not change the model: TrainConfig's unhashed fields (left out of model ids)."""
+        return {f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.metadata.get("hash") is False}
+
+
+def _override(config, **values):
+    """``config`` with the values that are set (not None) replaced."""
+    return replace(config, **{k: v for k, v in values.items() if v is not None})

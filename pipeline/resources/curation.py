@@ -1,0 +1,12 @@
+"""What goes into training: the curation settings (fields from the engine's CurationOptions)."""
+
+from pipeline.engine.curate.examples import CurationConfig, CurationOptions
+from pipeline.resources.settings import settings_resource
+
+
+class CurationSettings(settings_resource(CurationOptions)):
+    """What goes into training: split shares (and the size check's tolerance), complexity bounds,
+    duplicates allowed per output, the cap on synthetic data per split, the near-duplicate threshold."""
+
+    def config(self) -> CurationConfig:
+        return self.settings().config()

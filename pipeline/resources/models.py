@@ -1,0 +1,120 @@
+"""Model backends: the LLM judge's chat model, the local trainer, the fine-tuning backend."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipeline.engine.providers.openai_chat import OpenAIChatProvider
+from pipeline.engine.train.hosted.api import FineTuningAPI
+from pipeline.engine.train.hosted.jobs import JobSpec
+from pipeline.engine.train.local import ModelConfig, TrainConfig
+from pipeline.engine.train.local.pretrained import PretrainedSpec
+from pipeline.engine.train.local.settings import LocalTrainerSettings
+from pipeline.resources.settings import settings_resource
+
+
+class JudgeResource(dg.ConfigurableResource):
+    """The LLM judge: an OpenAI (or OpenAI-compatible) chat model. Off while ``model`` is None.
+
+    The key is read from OPENAI_API_KEY unless ``api_key`` is set, which must then come from
+    ``dg.EnvVar("...")`` (never a literal); OPENAI_BASE_URL or ``base_url`` selects the server.
+    """
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    prompt_version: str = "v1"
+    #: A prompt file to use instead of the one the task ships (its prompts/judge.<version>.md).
+    prompt_path: str | None = None
+    few_shot: int = 4
+    #: Traces judged per run at most (people's labelled traces first): judging costs money.
+    max_traces_per_run: int = 500
+    concurrency: int = 4
+    #: Below this agreement with people the judge is flagged and does not gate promotion.
+    min_agreement: float = 0.8
+    max_retries: int = 3
+    timeout: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model)
+
+    def provider(self) -> OpenAIChatProvider:
+        return OpenAIChatProvider(self.model, api_key=self.api_key, base_url=self.base_url,
+                                  max_retries=self.max_retries, timeout=self.timeout)
+
+
+class LocalTrainer(settings_resource(LocalTrainerSettings)):
+    """The local backend: the built-in small seq2seq transformer (trained here from the base corpus)
+    or a pretrained transformers model (``model_name_or_path``: an HF id or a local path),
+    fine-tuned fully or with LoRA (``lora``), on ``device`` ("auto": cuda when available).
+
+    The fields are LocalTrainerSettings' (declared there). Those left as None take the engine's
+    defaults (the demo's for the built-in model); set them smaller for tests. A crashed run
+    resumes from its last checkpoint (every ``checkpoint_every_seconds``/``_steps``).
+    """
+
+    def architecture(self) -> ModelConfig | PretrainedSpec:
+        return self.settings().architecture()
+
+    def base_train_config(self) -> TrainConfig:
+        return self.settings().base_train_config()
+
+    def finetune_train_config(self) -> TrainConfig:
+        return self.settings().finetune_train_config()
+
+
+class FineTuning(dg.ConfigurableResource):
+    """Which backend fine-tunes, and the hosted job's settings.
+
+    ``backend``: ``local`` (the default: the LocalTrainer trains an open model here), ``openai``
+    or ``azure`` (the same fine-tuning API; ``azure_endpoint``/``api_version`` or
+    AZURE_OPENAI_ENDPOINT/OPENAI_API_VERSION). ``api_key`` must come from ``dg.EnvVar(...)``
+    (unset, OPENAI_API_KEY or AZURE_OPENAI_API_KEY is read); ``base_url`` or OPENAI_BASE_URL
+    points at any OpenAI-compatible server. A job is followed for ``max_wait_s`` at most; a
+    re-materialization resumes it. Hyperparameters left as None are the provider's "auto".
+    On Azure a fine-tuned model answers through a deployment named after its model id.
+    """
+
+    backend: str = "local"
+    base_model: str = "gpt-4o-mini-2024-07-18"
+    suffix: str | None = "flywheel"
+    seed: int | None = 0
+    n_epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate_multiplier: float | None = None
+    poll_interval_s: float = 30.0
+    max_wait_s: float = 1800.0
+    api_key: str | None = None
+    base_url: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    max_retries: int = 5
+    timeout: float = 60.0
+    #: Price of 1M training tokens for the cost estimate (gpt-4o-mini's list price when written).
+    price_per_1m_training_tokens: float = 3.0
+    #: Parallel chat calls when evaluating a hosted model.
+    inference_concurrency: int = 4
+
+    def __repr_args__(self):
+        return [(k, "***" if k == "api_key" and v else v) for k, v in super().__repr_args__()]
+
+    @property
+    def hosted(self) -> bool:
+        if self.backend not in ("local", "openai", "azure"):
+            raise ValueError(f"fine-tuning backend {self.backend!r}: expected local, openai or azure")
+        return self.backend != "local"
+
+    def api(self, backend: str | None = None) -> FineTuningAPI:
+        """The fine-tuning client for ``backend`` (default: the configured one)."""
+        return FineTuningAPI(backend or self.backend, api_key=self.api_key, base_url=self.base_url,
+                             azure_endpoint=self.azure_endpoint, api_version=self.api_version,
+                             max_retries=self.max_retries, timeout=self.timeout)
+
+    def spec(self, data_version: str) -> JobSpec:
+        """The job to run on ``data_version`` with these settings."""
+        hyper = {"n_epochs": self.n_epochs, "batch_size": self.batch_size,
+                 "learning_rate_multiplier": self.learning_rate_multiplier}
+        return JobSpec(backend=self.backend, base_model=self.base_model, data_version=data_version,
+                       suffix=self.suffix, seed=self.seed,
+                       hyperparameters=tuple((k, v) for k, v in hyper.items() if v is not None))

@@ -1,0 +1,59 @@
+"""What comes in: trace files, LangSmith runs, files of people's decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipeline.engine.ingest.langsmith_source import RunQuery
+
+
+class TraceFiles(dg.ConfigurableResource):
+    """Trace files to ingest: JSONL, JSON or Parquet (optionally gzip) files, or folders searched
+    recursively; records in the project's format, OpenAI chat logs or LangSmith run exports.
+    A file modified less than ``settle_seconds`` ago is still being written: only its complete
+    lines are read (other formats wait)."""
+
+    paths: list[str] = ["data/demo/traces.jsonl", "data/traces/incoming"]
+    source_name: str = "drop_folder"
+    max_record_bytes: int = 1_000_000
+    settle_seconds: float = 5.0
+
+
+class LangSmithSource(dg.ConfigurableResource):
+    """Runs pulled from the LangSmith API: a project, a run type and a filter expression (for
+    example ``has(tags, "production")``). ``api_key`` comes from the environment
+    (``dg.EnvVar("LANGSMITH_API_KEY")``), never from code; ``api_url`` defaults to
+    LANGSMITH_ENDPOINT or LangSmith's cloud. Unconfigured (no key or project), it pulls nothing."""
+
+    project: str | None = None
+    run_type: str | None = "llm"
+    filter: str | None = None
+    api_url: str | None = None
+    api_key: str | None = None
+    source_name: str = "langsmith"
+
+    def configured(self) -> bool:
+        return bool(self.api_key and self.project)
+
+    def query(self) -> RunQuery:
+        return RunQuery(project=self.project or "", run_type=self.run_type, filter=self.filter)
+
+    def client(self):
+        from langsmith import Client
+
+        return Client(api_url=self.api_url, api_key=self.api_key)
+
+
+class AnnotationFiles(dg.ConfigurableResource):
+    """Files of human decisions to import (the annotation app writes to the table directly)."""
+
+    paths: list[str] = ["data/demo/annotations.jsonl", "data/annotations/incoming"]
+
+    def files(self) -> list[Path]:
+        found = []
+        for raw in self.paths:
+            path = Path(raw)
+            found += [path] if path.is_file() else sorted(path.glob("*.jsonl")) if path.is_dir() else []
+        return found
