@@ -5,74 +5,27 @@ The database is never held open while a model trains or a job is followed: read,
 long work, then open again to write (the annotation app and analysts need the write lock)."""
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, ContextManager
 
 import dagster as dg
 import polars as pl
 
 from assets.curate import training_files
-from pipeline.engine.core import store
-from pipeline.engine.curate.examples import data_version, stored_examples
+from pipeline.engine.core.versions import file_hash
+from pipeline.engine.curate.examples import training_data_version
+from pipeline.engine.providers import ProviderError
 from pipeline.engine.train import registry
 from pipeline.engine.train.hosted.events import loss_markdown
 from pipeline.engine.train.hosted.jobs import TERMINAL, retrieve
 from pipeline.engine.train.hosted.run import HostedRun, run_hosted
-from pipeline.engine.providers import ProviderError
-from pipeline.engine.train.local.runs import (
-    config_hash, file_hash, fine_tune_model, is_complete, read_corpus, train_base_model,
-)
+from pipeline.engine.train.local import runs
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource
 
 
 def base_model_id(trainer: LocalTrainer) -> str:
     """Id of the base model that the trainer's corpus and configuration produce."""
-    corpus = file_hash(Path(trainer.base_corpus))
-    settings = config_hash(trainer.architecture(), trainer.base_train_config(), trainer.base_max_examples)
-    return f"local-base-{corpus[:8]}-{settings}"
-
-
-def _write_row(conn, row: dict) -> None:
-    store.upsert(conn, "fine_tuned_models", pl.DataFrame([row], schema=registry.SCHEMA), ["model_id"])
-
-
-def _registered_metrics(conn, model_id: str) -> dict | None:
-    """The stored metrics of a model that finished successfully, else None."""
-    row = conn.execute("SELECT metrics FROM fine_tuned_models WHERE model_id = ? AND status = 'succeeded'",
-                       [model_id]).fetchone()
-    return json.loads(row[0]) if row and row[0] else None
-
-
-def run_training(context: dg.AssetExecutionContext, connect: Callable[[], ContextManager], model_id: str,
-                 model_dir: Path, base: str | None, version: str, hyperparameters: dict,
-                 train: Callable[[Callable[[str], None]], dict]) -> dict:
-    """Train once per model id: reuse a finished model, else run ``train`` with the registry row
-    going running -> succeeded | failed (the error recorded, then re-raised). ``connect`` opens
-    the database for each short read or write; it is closed while ``train`` runs."""
-    if is_complete(model_dir):
-        with connect() as conn:
-            stored = _registered_metrics(conn, model_id)
-        if stored is not None:
-            context.log.info(f"{model_id} is already trained at {model_dir}; reusing it")
-            return {**stored, "reused": True}
-    now = datetime.now(timezone.utc)
-    row = {"model_id": model_id, "backend": "local", "base_model": base, "job_id": None, "status": "running",
-           "training_data_version": version, "hyperparameters": json.dumps(hyperparameters, default=str),
-           "metrics": None, "artifact_path": str(model_dir), "created_at": now, "finished_at": None, "error": None}
-    with connect() as conn:
-        _write_row(conn, row)
-    try:
-        metrics = train(context.log.info)
-    except Exception as exc:
-        with connect() as conn:
-            _write_row(conn, {**row, "status": "failed", "finished_at": datetime.now(timezone.utc),
-                              "error": f"{type(exc).__name__}: {exc}"})
-        raise
-    with connect() as conn:
-        _write_row(conn, {**row, "status": "succeeded", "metrics": json.dumps(metrics),
-                          "finished_at": datetime.now(timezone.utc)})
-    return metrics
+    return runs.base_model_id(Path(trainer.base_corpus), trainer.architecture(), trainer.base_train_config(),
+                              trainer.base_max_examples)
 
 
 def training_metadata(model_id: str, metrics: dict) -> dict:
@@ -107,13 +60,13 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
     architecture, train_config = trainer.architecture(), trainer.base_train_config()
 
     def train(log):
-        corpus = read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
+        corpus = runs.read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
         log(f"training base model {model_id} on {corpus.height} examples from {trainer.base_corpus}")
-        return train_base_model(model_dir, corpus, the_task, architecture, train_config, log)
+        return runs.train_base_model(model_dir, corpus, the_task, architecture, train_config, log)
 
-    metrics = run_training(context, duckdb.get_connection, model_id, model_dir, None,
-                           file_hash(Path(trainer.base_corpus)),
-                           {"architecture": architecture, "training": train_config}, train)
+    metrics = registry.run_training(duckdb.get_connection, model_id, model_dir, None,
+                                    file_hash(Path(trainer.base_corpus)),
+                                    {"architecture": architecture, "training": train_config}, train, context.log.info)
     return dg.MaterializeResult(metadata=training_metadata(model_id, metrics))
 
 
@@ -134,13 +87,12 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
     the_task = task.load()
     base_id = base_model_id(trainer)
     base_dir = paths.models_dir / base_id
-    if not is_complete(base_dir):
+    if not runs.is_complete(base_dir):
         raise dg.Failure(f"base model {base_id} is not trained yet at {base_dir}; materialize base_model first")
     train_config = trainer.finetune_train_config()
     with duckdb.get_connection() as conn:
-        examples = stored_examples(conn, ("train", "validation"))
-    version = data_version(examples)
-    model_id = f"local-ft-{version[:10]}-{config_hash(base_id, train_config, trainer.replay_examples)}"
+        examples, version = training_data_version(conn)
+    model_id = runs.fine_tuned_model_id(version, base_id, train_config, trainer.replay_examples)
     model_dir = paths.models_dir / model_id
     train_split = examples.filter(pl.col("split") == "train")
     validation = examples.filter(pl.col("split") == "validation")
@@ -148,15 +100,15 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         raise dg.Failure("the train split is empty: there is nothing to fine-tune on")
 
     def train(log):
-        corpus = read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
+        corpus = runs.read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
         replay = corpus.sample(min(trainer.replay_examples, corpus.height), seed=trainer.seed)
         log(f"fine-tuning {model_id} from {base_id} on {train_split.height} examples "
             f"(+{replay.height} replayed from the base corpus; {validation.height} for validation)")
-        return fine_tune_model(base_dir, model_dir, train_split, validation, the_task, train_config, log, replay)
+        return runs.fine_tune_model(base_dir, model_dir, train_split, validation, the_task, train_config, log, replay)
 
-    metrics = run_training(context, duckdb.get_connection, model_id, model_dir, base_id, version,
-                           {"training": train_config, "base_model": base_id,
-                            "replay_examples": trainer.replay_examples}, train)
+    metrics = registry.run_training(duckdb.get_connection, model_id, model_dir, base_id, version,
+                                    {"training": train_config, "base_model": base_id,
+                                     "replay_examples": trainer.replay_examples}, train, context.log.info)
     return dg.MaterializeResult(metadata={**training_metadata(model_id, metrics), "base_model": base_id,
                                           "training_data_version": version, "train_examples": train_split.height,
                                           "validation_examples": validation.height})
@@ -166,7 +118,7 @@ def _hosted_fine_tune(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
                       paths: FlywheelPaths) -> dg.MaterializeResult:
     """Fine-tune through the hosted API on the files training_files exported for this data version."""
     with duckdb.get_connection() as conn:
-        version = data_version(stored_examples(conn, ("train", "validation")))
+        _, version = training_data_version(conn)
     train_file, validation_file = (paths.exports_dir / version / f"{s}.jsonl" for s in ("train", "validation"))
     if not train_file.is_file():
         raise dg.Failure(f"no training file for data version {version} at {train_file}; "
@@ -217,7 +169,7 @@ def hosted_fine_tuning_job(context: dg.SensorEvaluationContext, duckdb: Flywheel
     if not fine_tuning.hosted:
         return dg.SkipReason("the fine-tuning backend is local")
     with duckdb.read_connection() as conn:  # a sensor only reads: no write lock, no snapshot
-        known = registry.find_run(conn, fine_tuning.spec(data_version(stored_examples(conn, ("train", "validation")))))
+        known = registry.find_run(conn, fine_tuning.spec(training_data_version(conn)[1]))
     if not known or known[1] != "running":
         return dg.SkipReason("no hosted fine-tuning job is waiting for the current training data")
     job = retrieve(fine_tuning.api(), known[0])

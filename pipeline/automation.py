@@ -20,7 +20,8 @@ import os
 
 import dagster as dg
 
-from pipeline.engine.curate.examples import data_version, stored_examples
+from pipeline.engine.curate.examples import training_data_version
+from pipeline.engine.train import registry
 from pipeline.resources import FlywheelDuckDB
 
 AC = dg.AutomationCondition
@@ -36,7 +37,7 @@ if TRAIN_ON not in ("data_change", "nightly"):
     raise ValueError(f"FLYWHEEL_TRAIN_ON must be 'data_change' or 'nightly', not {TRAIN_ON!r}")
 
 #: Owners by group: a team (``team:<name>``) or a person's e-mail address.
-OWNERS = {"ingest": ["team:data-platform"], "curate": ["team:ml-data"],
+OWNERS = {"ingest": ["team:data-platform"], "label": ["team:ml-data"], "curate": ["team:ml-data"],
           "train": ["team:ml-training"], "evaluate": ["team:ml-training"]}
 
 SOURCES = ("trace_files_source", "annotations_source")
@@ -108,12 +109,11 @@ retraining_job = dg.define_asset_job(
 def training_backlog(conn) -> dict:
     """The stored training data's version, the last fine-tuned model, and how many train and
     validation examples were added or changed since it was trained."""
-    examples = stored_examples(conn, ("train", "validation"))
-    last = conn.execute("""SELECT model_id, training_data_version, created_at FROM fine_tuned_models
-        WHERE status = 'succeeded' AND base_model IS NOT NULL ORDER BY created_at DESC LIMIT 1""").fetchone()
+    examples, version = training_data_version(conn)
+    last = registry.latest_fine_tuned(conn)
     since = "WHERE split IN ('train', 'validation')" + (" AND created_at > ?" if last else "")
     new = conn.execute(f"SELECT count(*) FROM training_examples {since}", [last[2]] if last else []).fetchone()[0]
-    return {"examples": examples.height, "version": data_version(examples) if examples.height else None,
+    return {"examples": examples.height, "version": version if examples.height else None,
             "last_model": last[0] if last else None, "last_version": last[1] if last else None, "new": new}
 
 

@@ -4,10 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 
-from assets.train import run_training
+from pipeline.engine.train.registry import run_training
 from pipeline.resources import FlywheelDuckDB
 
 
@@ -24,8 +23,7 @@ def test_the_database_is_free_while_a_local_model_trains(tmp_path):
         write_from_another_process(database)  # raises if this process held the file
         return {"loss": 0.5}
 
-    context = dg.build_asset_context()
-    metrics = run_training(context, resource.get_connection, "local-test", tmp_path / "model", None, "v1", {}, train)
+    metrics = run_training(resource.get_connection, "local-test", tmp_path / "model", None, "v1", {}, train, print)
     assert metrics == {"loss": 0.5}
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT status FROM fine_tuned_models").fetchall() == [("succeeded",)]

@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipeline.engine.core.versions import config_hash
 from pipeline.engine.train.local import LoraSettings, TrainConfig
 from pipeline.engine.train.local.pretrained import PretrainedModel, PretrainedSpec, fine_tune, register
 from pipeline.engine.train.local.inference import LocalModelProvider
-from pipeline.engine.train.local.runs import config_hash, fine_tune_model, train_base_model
+from pipeline.engine.train.local.runs import fine_tune_model, train_base_model
 from tests.engine.tiny_hf import FACTS, SYSTEM, save_tiny_llama, save_tiny_t5, toy_pairs
 
 QUIET = lambda _: None  # noqa: E731

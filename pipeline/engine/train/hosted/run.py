@@ -59,7 +59,7 @@ def run_hosted(api: FineTuningAPI, spec: JobSpec, train: Path, validation: Path 
     estimate, basis = estimate_cost(train, spec, price_per_1m_tokens)
     metrics: dict[str, Any] = {"estimated_cost_usd": estimate, "cost_estimate_basis": basis}
     with connect() as conn:  # recorded before waiting: a crash while following can resume it
-        registry.write_run(conn, registry.run_row(job, spec, estimate, metrics))
+        registry.write_run(conn, registry.hosted_row(job, spec, estimate, metrics))
     if job.status not in TERMINAL:
         job = follow(api, job.id, max_wait_s, poll_interval_s, log, sleep=sleep)
     events = job_events(api, job.id)
@@ -71,7 +71,7 @@ def run_hosted(api: FineTuningAPI, spec: JobSpec, train: Path, validation: Path 
         metrics["cost_usd"] = training_cost(job.trained_tokens, 1, price_per_1m_tokens)
     if job.finished_at:
         metrics["duration_s"] = job.finished_at - job.created_at
-    row = registry.run_row(job, spec, estimate, metrics)
+    row = registry.hosted_row(job, spec, estimate, metrics)
     with connect() as conn:
         registry.write_events(conn, events)
         registry.write_run(conn, row)

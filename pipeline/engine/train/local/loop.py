@@ -15,12 +15,13 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
+from pipeline.engine.core.versions import HASHED_IF_SET, NOT_HASHED, hashed_fields
 from pipeline.engine.train.local import checkpoint
 
 LOG_EVERY_STEPS = 50
@@ -30,11 +31,6 @@ LOG_EVERY_SECONDS = 15.0
 Pairs = list[tuple[list[int], list[int]]]
 #: Tensors of a batch for ``model(**batch)`` (labels included) and the tokens it holds.
 Collate = Callable[[Pairs], tuple[dict[str, torch.Tensor], int]]
-
-#: Field metadata for ``config_hash``: False never changes a model's identity (where it is
-#: trained, how often it is checkpointed); "if_set" only counts when not None.
-NOT_HASHED = {"hash": False}
-HASHED_IF_SET = {"hash": "if_set"}
 
 
 @dataclass(frozen=True)
@@ -87,22 +83,6 @@ class TrainResult:
     resumed_from_step: int = 0
     checkpoint_seconds: float = 0.0
     trainable_parameters: int = 0
-
-
-def hashed_fields(value: Any) -> Any:
-    """``value`` as JSON-able data, dataclasses as dicts without the fields that do not change
-    a model's identity (see NOT_HASHED, HASHED_IF_SET)."""
-    if hasattr(value, "__dataclass_fields__"):
-        out = {}
-        for f in fields(value):
-            item, rule = getattr(value, f.name), f.metadata.get("hash", True)
-            if rule is False or (rule == "if_set" and item is None):
-                continue
-            out[f.name] = hashed_fields(item)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [hashed_fields(v) for v in value]
-    return value
 
 
 def resolve_device(name: str) -> torch.device:

@@ -8,7 +8,6 @@ without training); fine-tuning and inference follow whichever the base directory
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -16,27 +15,22 @@ from typing import Any, Callable
 
 import polars as pl
 
+from pipeline.engine.core.versions import config_hash, file_hash
 from pipeline.engine.train.local import ModelConfig, TrainConfig, fine_tune, pretrained, train_base
-from pipeline.engine.train.local.loop import hashed_fields
 from pipeline.engine.train.local.pretrained import PretrainedSpec
 from pipeline.engine.train.local.folders import META_FILE, read_meta
 from pipeline.engine.tasks import Task
 
 
-def config_hash(*parts: Any) -> str:
-    """Short stable hash of configuration objects (dataclasses or JSON-able values); dataclass
-    fields that do not change a model (its device, checkpoint cadence) are left out."""
-    payload = json.dumps([hashed_fields(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+def base_model_id(corpus: Path, architecture: ModelConfig | PretrainedSpec, train_config: TrainConfig,
+                  max_examples: int | None) -> str:
+    """Id of the base model that this corpus and configuration produce."""
+    return f"local-base-{file_hash(corpus)[:8]}-{config_hash(architecture, train_config, max_examples)}"
 
 
-def file_hash(path: Path) -> str:
-    """Content hash of a file (the base corpus version)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+def fine_tuned_model_id(data_version: str, base_id: str, train_config: TrainConfig, replay_examples: int) -> str:
+    """Id of the model fine-tuned from ``base_id`` on the training data of ``data_version``."""
+    return f"local-ft-{data_version[:10]}-{config_hash(base_id, train_config, replay_examples)}"
 
 
 def model_source(task: Task, input: dict[str, Any]) -> str:
