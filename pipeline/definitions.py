@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from assets import curate, evaluate, evaluations, ingest, sources, train
+from assets import curate, evaluate, ingest, label, sources, train
 from assets import langsmith as langsmith_assets
 from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
 from pipeline.engine.train.hosted.api import KEY_VARIABLES
@@ -19,7 +19,7 @@ from pipeline.resources import (
     TaskResource, TraceFiles,
 )
 
-ASSET_MODULES = [ingest, evaluations, curate, train, evaluate]
+ASSET_MODULES = [ingest, label, curate, train, evaluate]
 
 flywheel_job = dg.define_asset_job(
     "flywheel",

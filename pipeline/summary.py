@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.engine.core.store import CONTRACT_TABLES
+from pipeline.engine.evaluate.gate import current_promoted
 
 
 def summary(database: str) -> str:
@@ -36,8 +37,8 @@ def summary(database: str) -> str:
             reports = sorted((Path(database).parent / "reports").glob(f"*.{test_set}.html"), key=lambda p: p.stat().st_mtime)
             if reports:
                 lines.append(f"  HTML report with chart: {reports[-1]}")
-        promoted = conn.execute("SELECT model_id, reason FROM model_promotions ORDER BY promoted_at DESC LIMIT 1").fetchone()
-        lines += ["", f"Promoted model: {promoted[0]} ({promoted[1]})" if promoted else "Promoted model: none yet"]
+        promoted = current_promoted(conn)
+        lines += ["", f"Promoted model: {promoted.model_id} ({promoted.reason})" if promoted else "Promoted model: none yet"]
     lines += ["", "Explore the asset graph, runs and reports in the Dagster UI: make dev  (http://127.0.0.1:3000)"]
     return "\n".join(lines)
 

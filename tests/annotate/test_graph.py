@@ -6,7 +6,7 @@ import json
 import duckdb
 
 from assets.curate import training_examples
-from assets.evaluations import labelled_failures, trace_evaluations
+from assets.label import labelled_failures, trace_evaluations
 from assets.ingest import annotations, raw_traces
 from pipeline.engine.label.review import Review, make_decision, new_annotation_id
 from pipeline.resources import AnnotationFiles

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from assets.evaluate import eval_report, promoted_model
-from assets.evaluations import trace_judgements
+from assets.label import trace_judgements
 from pipeline.definitions import ASSET_MODULES
 from pipeline.engine.core import store
 from pipeline.engine.evaluate.scoring import score

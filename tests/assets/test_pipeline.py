@@ -12,7 +12,7 @@ from pipeline.engine.core.store import CONTRACT_TABLES
 from tests.assets.tiny import materialize as materialize_with
 from tests.assets.tiny import tiny_resources
 
-# Columns analysts rely on (DESIGN.md, "DuckDB tables (contract)").
+# Columns analysts rely on (docs/architecture.md, "DuckDB tables (contract)").
 CONTRACT = {
     "raw_traces": {"trace_id", "source", "task", "ts", "input", "output", "model", "latency_ms",
                    "prompt_tokens", "completion_tokens", "error", "metadata", "ingested_at"},
@@ -136,5 +136,5 @@ def test_definitions_load_with_the_main_job():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"ingest", "curate", "train", "evaluate"}, key
+        assert node.group_name in {"ingest", "label", "curate", "train", "evaluate"}, key
         assert node.description and node.kinds, key

@@ -11,7 +11,7 @@ import pytest
 
 from assets.curate import synthetic_examples, training_examples, training_files
 from assets.evaluate import eval_report, promoted_model
-from assets.evaluations import labelled_failures, trace_evaluations
+from assets.label import labelled_failures, trace_evaluations
 from assets.ingest import annotations, raw_traces
 from assets.train import base_model, fine_tuned_model, hosted_fine_tuning_job
 from pipeline.resources import FineTuning

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from pipeline.engine.label.assertions import failing_traces
@@ -121,11 +122,14 @@ def latest_decisions(annotations: pl.DataFrame) -> pl.DataFrame:
             .group_by("trace_id", maintain_order=True).last())
 
 
-def labelled_failures(evaluations: pl.DataFrame, annotations: pl.DataFrame) -> pl.DataFrame:
+def labelled_failures(evaluations: pl.DataFrame, annotations: pl.DataFrame,
+                      judge_rows: pl.DataFrame | None = None) -> pl.DataFrame:
     """Failing traces with their failure mode and where the label came from.
 
     Assertion failures come from trace_evaluations (label_source 'assertion'); a person's latest
     'bad' decision adds a 'human' row. A person's correction is attached to every row of its trace.
+    ``judge_rows`` (the judge's 'bad' traces, as :func:`pipeline.engine.label.judge.judge_failures`
+    gives them) are added with the correction of the trace's assertion or human rows, if any.
     """
     decisions = latest_decisions(annotations)
     corrections = decisions.filter(pl.col("correction").is_not_null()).select("trace_id", "correction")
@@ -135,6 +139,35 @@ def labelled_failures(evaluations: pl.DataFrame, annotations: pl.DataFrame) -> p
              .select("trace_id", pl.col("failure_mode").fill_null("unspecified"), pl.lit("human").alias("label_source"),
                      pl.col("critique").alias("detail")))
     failures = pl.concat([assertion, human.cast(assertion.schema)])
-    return (failures.join(corrections, on="trace_id", how="left")
-            .unique(["trace_id", "failure_mode", "label_source"], keep="first", maintain_order=True)
-            .sort("trace_id", "label_source", "failure_mode").cast(FAILURE_SCHEMA))
+    failures = (failures.join(corrections, on="trace_id", how="left")
+                .unique(["trace_id", "failure_mode", "label_source"], keep="first", maintain_order=True)
+                .sort("trace_id", "label_source", "failure_mode").cast(FAILURE_SCHEMA))
+    if judge_rows is None:
+        return failures
+    by_judge = judge_rows.drop("correction").join(failures.select("trace_id", "correction").unique("trace_id"),
+                                                  on="trace_id", how="left")
+    return pl.concat([failures, by_judge.cast(FAILURE_SCHEMA)]).sort("trace_id", "label_source", "failure_mode")
+
+
+def trace_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """Every stored trace's input by trace id: what a decision file's corrections are checked against."""
+    return {t: json.loads(i) for t, i in conn.execute("SELECT trace_id, input FROM raw_traces").fetchall()}
+
+
+def label_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Stored decisions per label, by label."""
+    return dict(conn.execute("SELECT label, count(*) AS n FROM annotations GROUP BY label ORDER BY label").fetchall())
+
+
+def app_decisions(conn: duckdb.DuckDBPyConnection) -> tuple[int, str | None, int | None]:
+    """The decisions people wrote through the annotation app (imported files are the annotations
+    asset's own): their count, the latest time, and a hash of their ids (an undone decision
+    changes it too)."""
+    return conn.execute("SELECT count(*), max(annotated_at)::VARCHAR, bit_xor(hash(annotation_id)) FROM annotations "
+                        "WHERE source IS NULL OR source NOT LIKE 'file:%'").fetchone()
+
+
+def decisions_version(files_version: str, app: tuple[int, str | None, int | None]) -> str:
+    """Data version of people's decisions: the decision files' stamp and :func:`app_decisions`."""
+    app_rows, latest, ids = app
+    return hashlib.sha256(f"{files_version}\x1f{app_rows}\x1f{latest}\x1f{ids}".encode()).hexdigest()[:16]

@@ -1,0 +1,109 @@
+"""The candidate compared with each baseline on the same test examples: summaries (with the
+judge's corrected pass rate when it is on), paired comparisons, verdicts and the regressions
+that gate promotion, the report (markdown and HTML) and the eval_reports rows."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from pipeline.engine.evaluate.candidates import Candidates
+from pipeline.engine.evaluate.gate import Thresholds, gate_against, skipped_metrics
+from pipeline.engine.evaluate.report import render, render_models
+from pipeline.engine.evaluate.report_html import render_html
+from pipeline.engine.evaluate.scoring import JUDGE_METRIC, compare, examples_won_and_lost, summarize
+from pipeline.engine.label.alignment import corrected_pass_rate
+
+REPORT_SCHEMA = {
+    "model_id": pl.String, "baseline_model_id": pl.String, "test_set_version": pl.String,
+    "n_examples": pl.Int64, "metrics": pl.String, "verdict": pl.String, "report_markdown": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+}
+REPORT_KEY = ["model_id", "baseline_model_id", "test_set_version"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of the candidate. ``comparisons`` maps each baseline id to
+    ``{"comparison", "verdict", "examples"}``; ``gate`` lists the regressions that block promotion;
+    ``judge_gates`` says whether the judge's pass rate was gated on; ``rows`` are eval_reports rows."""
+
+    candidates: Candidates
+    judge: dict[str, Any]
+    summaries: dict[str, dict[str, Any]]
+    comparisons: dict[str, dict[str, Any]]
+    gate: list[str]
+    judge_gates: bool
+    markdown: str
+    rows: pl.DataFrame
+
+    @property
+    def html_name(self) -> str:
+        """The HTML report's file name: the candidate (as a safe name) and the test set version."""
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", self.candidates.candidate_id).strip("._") or "model"
+        return f"{safe}.{self.candidates.version}.html"
+
+    def html(self) -> str:
+        """The whole report as one self-contained HTML document."""
+        c = self.candidates
+        return render_html(c.candidate_id, self.summaries, c.roles, self.judge, self.comparisons, self.gate, c.version)
+
+    def headline(self) -> dict[str, Any]:
+        """The figures a person looks at first: the models, the verdict against the base, both
+        models' headline rates, and whether the judge was on."""
+        c = self.candidates
+        vs_base = self.comparisons[c.base_id]
+        return {"candidate": c.candidate_id, "base": c.base_id, "promoted": c.promoted_id or "none",
+                "test_set_version": c.version, "n_examples": c.test.height, "verdict_vs_base": vs_base["verdict"],
+                "base_passed_checks": vs_base["comparison"]["passed_checks"]["baseline"],
+                "candidate_passed_checks": vs_base["comparison"]["passed_checks"]["candidate"],
+                "base_exact_match": vs_base["comparison"]["exact_match"]["baseline"],
+                "candidate_exact_match": vs_base["comparison"]["exact_match"]["candidate"],
+                "judge": self.judge["status"]}
+
+
+def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame,
+                 judge: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each model's summary on the test set, with the judge's pass rate corrected for its error
+    rates when the judge is on."""
+    summaries = {m: summarize(r, test) for m, r in results.items()}
+    if judge["status"] == "on":
+        for m, r in results.items():
+            passes = r[JUDGE_METRIC].drop_nulls()
+            summaries[m]["judge"] = corrected_pass_rate(int(passes.sum()), passes.len(), judge["alignment"])
+    return summaries
+
+
+def evaluate_candidates(candidates: Candidates, results: dict[str, pl.DataFrame], judge: dict[str, Any],
+                        thresholds: Thresholds, now: datetime | None = None) -> Evaluation:
+    """Compare the candidate's ``results`` with each baseline's (model id -> eval_results, with a
+    judge_pass column when the judge ran; ``judge`` is its status) under ``thresholds``."""
+    c, candidate_id = candidates, candidates.candidate_id
+    skip = skipped_metrics(judge, thresholds.judge_gates)
+    summaries = summaries_of(results, c.test, judge)
+    overview = render_models(summaries, c.roles, judge, c.version)
+    now = now or datetime.now(timezone.utc)
+    rows, comparisons, gate, markdown = [], {}, [], overview
+    for baseline_id in c.baselines:
+        comparison = compare(results[candidate_id], results[baseline_id])
+        decision, found = gate_against(comparison, baseline_id, thresholds, skip)
+        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], c.test)
+        gate += found
+        report = render(candidate_id, baseline_id, summaries, comparison, decision, examples, c.version)
+        markdown += "\n" + report
+        comparisons[baseline_id] = {"comparison": comparison, "verdict": decision, "examples": examples}
+        rows.append({"model_id": candidate_id, "baseline_model_id": baseline_id, "test_set_version": c.version,
+                     "n_examples": c.test.height, "verdict": decision, "report_markdown": overview + "\n" + report,
+                     "created_at": now,
+                     "metrics": json.dumps({"candidate": summaries[candidate_id], "baseline": summaries[baseline_id],
+                                            "comparison": comparison, "judge": judge, "regressions": found,
+                                            "thresholds": {"alpha": thresholds.alpha,
+                                                           "min_regression": thresholds.min_regression,
+                                                           "judge_gates": JUDGE_METRIC not in skip}})})
+    return Evaluation(candidates, judge, summaries, comparisons, gate, JUDGE_METRIC not in skip, markdown,
+                      pl.DataFrame(rows, schema=REPORT_SCHEMA))

@@ -1,0 +1,142 @@
+"""What an evaluation runs (candidate, base, promoted model, test split, stored results), how it
+gets each model's results, and the comparison that makes the report rows, on an in-memory DuckDB."""
+
+import json
+from contextlib import nullcontext
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+
+from pipeline.engine.core import store
+from pipeline.engine.evaluate.candidates import NothingToEvaluate, model_results, select_candidates
+from pipeline.engine.evaluate.comparison import REPORT_SCHEMA, evaluate_candidates
+from pipeline.engine.evaluate.gate import Thresholds, record_promotion
+from pipeline.engine.evaluate.scoring import score
+from pipeline.engine.tasks import load_task
+
+TASK = load_task("nl2query")
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+GOOD = '{"calculations":[{"op":"COUNT"}],"time_range":7200}'
+N = 30
+
+
+def model(model_id, base=None, days=0, status="succeeded"):
+    return {"model_id": model_id, "backend": "local", "base_model": base, "status": status,
+            "artifact_path": f"/models/{model_id}", "created_at": T0, "finished_at": T0 + timedelta(days=days)}
+
+
+def split_rows(n=N):
+    return pl.DataFrame({"example_id": [f"trace:e{i:03d}" for i in range(n)], "source": "trace",
+                         "group_id": [f"g{i}" for i in range(n)], "split": "test",
+                         "input": [json.dumps({"question": f"count {i}", "columns": ["duration_ms"]}) for i in range(n)],
+                         "output": GOOD, "created_at": T0})
+
+
+@pytest.fixture
+def conn():
+    connection = store.connect(":memory:")
+    yield connection
+    connection.close()
+
+
+def seed(conn, models, test=True):
+    store.upsert(conn, "fine_tuned_models", pl.DataFrame(models), ["model_id"])
+    if test:
+        store.upsert(conn, "training_examples", split_rows(), ["example_id"])
+
+
+# --- selection --------------------------------------------------------------------------------------------
+
+def test_nothing_to_evaluate_says_what_is_missing(conn):
+    with pytest.raises(NothingToEvaluate, match="no fine-tuned model has finished yet"):
+        select_candidates(conn)
+    seed(conn, [model("ft-1", base="base-1")], test=False)
+    with pytest.raises(NothingToEvaluate, match="base model base-1 of ft-1 is not registered"):
+        select_candidates(conn)
+    seed(conn, [model("base-1")], test=False)
+    with pytest.raises(NothingToEvaluate, match="the test split is empty"):
+        select_candidates(conn)
+
+
+def test_the_newest_fine_tuned_model_its_base_and_the_promoted_model(conn):
+    seed(conn, [model("base-1"), model("ft-old", "base-1", days=1), model("ft-new", "base-1", days=2),
+                model("ft-failed", "base-1", days=3, status="failed")])
+    record_promotion(conn, "ft-old", None, "first", now=T0)
+    chosen = select_candidates(conn)
+    assert (chosen.candidate_id, chosen.base_id, chosen.promoted_id) == ("ft-new", "base-1", "ft-old")
+    assert chosen.models == {"ft-new": ("local", "/models/ft-new"), "base-1": ("local", "/models/base-1"),
+                             "ft-old": ("local", "/models/ft-old")}
+    assert chosen.baselines == ["base-1", "ft-old"]
+    assert chosen.roles == {"ft-new": "candidate (fine-tuned)", "base-1": "base", "ft-old": "promoted"}
+    assert chosen.test.height == N and all(frame.is_empty() for frame in chosen.stored.values())
+
+
+def test_a_promoted_model_missing_from_the_registry_is_left_out(conn):
+    seed(conn, [model("base-1"), model("ft-new", "base-1", days=2)])
+    record_promotion(conn, "gpt-external", None, "by hand", now=T0)
+    chosen = select_candidates(conn)
+    assert chosen.promoted_id is None and list(chosen.models) == ["ft-new", "base-1"]
+
+
+def test_the_promoted_candidate_keeps_both_roles(conn):
+    seed(conn, [model("base-1"), model("ft-new", "base-1", days=2)])
+    record_promotion(conn, "ft-new", None, "first", now=T0)
+    assert select_candidates(conn).roles == {"ft-new": "candidate (fine-tuned), promoted", "base-1": "base"}
+
+
+# --- results: reused or generated -------------------------------------------------------------------------
+
+class Echo:
+    """A model that writes the same output for every input."""
+
+    def __init__(self, output):
+        self.output = output
+        self.calls = 0
+
+    def complete(self, inputs):
+        self.calls += 1
+        return [self.output] * len(inputs)
+
+
+def test_results_are_reused_when_stored_for_this_test_set_and_generated_otherwise(conn):
+    seed(conn, [model("base-1"), model("ft-new", "base-1", days=2)])
+    test = select_candidates(conn).test
+    store.upsert(conn, "eval_results", score(test, [GOOD] * N, TASK, "ft-new"), ["model_id"])
+    chosen = select_candidates(conn)
+    served, logged = {}, []
+
+    def serve(backend, model_id, path):
+        served[model_id] = (backend, path)
+        return Echo("nope")
+
+    results = model_results(lambda: nullcontext(conn), chosen, TASK, serve, logged.append)
+    assert served == {"base-1": ("local", "/models/base-1")}  # the candidate's results were stored
+    assert results["ft-new"]["passed_checks"].all() and not results["base-1"]["passed_checks"].any()
+    assert logged[0] == f"ft-new: reusing {N} stored results for test set {chosen.version}"
+    assert logged[1].startswith(f"base-1: generated {N} outputs")
+    stored = conn.execute("SELECT model_id, count(*) FROM eval_results GROUP BY model_id ORDER BY model_id").fetchall()
+    assert stored == [("base-1", N), ("ft-new", N)]
+
+
+# --- the comparison -----------------------------------------------------------------------------------------
+
+def test_the_candidate_is_compared_with_every_baseline_and_the_gate_names_regressions(conn):
+    seed(conn, [model("base-1"), model("ft-old", "base-1", days=1), model("ft-new", "base-1", days=2)])
+    record_promotion(conn, "ft-old", None, "first", now=T0)
+    chosen = select_candidates(conn)
+    outputs = {"ft-new": ["nope"] * 10 + [GOOD] * (N - 10), "base-1": ["nope"] * N, "ft-old": [GOOD] * N}
+    results = {m: score(chosen.test, out, TASK, m, latencies_ms=[5.0] * N) for m, out in outputs.items()}
+    evaluation = evaluate_candidates(chosen, results, {"status": "off", "reason": "no judge"}, Thresholds(), now=T0)
+    assert {b: item["verdict"] for b, item in evaluation.comparisons.items()} == {"base-1": "better", "ft-old": "worse"}
+    assert [r.split(":")[0] for r in evaluation.gate] == ["passes all assertions vs ft-old",
+                                                          "exact match (normalised) vs ft-old"]
+    assert not evaluation.judge_gates
+    assert evaluation.rows.schema == pl.Schema(REPORT_SCHEMA)
+    assert evaluation.rows["baseline_model_id"].to_list() == ["base-1", "ft-old"]
+    metrics = json.loads(evaluation.rows["metrics"][1])
+    assert metrics["regressions"] == evaluation.gate and metrics["thresholds"]["judge_gates"] is False
+    assert "| `ft-old` | promoted | 100.0% |" in evaluation.markdown
+    assert evaluation.markdown.count("# Eval report: `ft-new` vs") == 2
+    assert evaluation.headline()["verdict_vs_base"] == "better" and evaluation.headline()["promoted"] == "ft-old"
+    assert evaluation.html_name == f"ft-new.{chosen.version}.html"
