@@ -1,22 +1,19 @@
 """Ingest group: traces from the drop folder into raw_traces, and people's decisions into
 annotations (LangSmith pulls are in :mod:`assets.langsmith`)."""
 
-import json
-
 import dagster as dg
 
 from assets.metadata import counts_table, preview
 from pipeline.engine.core import store
-from pipeline.engine.label.annotations import read_annotation_files
 from pipeline.engine.ingest.files import ingest_files
+from pipeline.engine.ingest.summary import REJECTION_RATE_WARN, rejection_rate, stored_totals
+from pipeline.engine.label.annotations import label_counts, read_annotation_files, trace_inputs
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TaskResource, TraceFiles
-
-REJECTION_RATE_WARN = 0.05
 
 
 def rejection_check(asset: str, rejected: int, read: int) -> dg.AssetCheckResult:
     """The rejection_rate check's result: warns above REJECTION_RATE_WARN."""
-    rate = rejected / read if read else 0.0
+    rate = rejection_rate(rejected, read)
     return dg.AssetCheckResult(
         check_name="rejection_rate", asset_key=asset, passed=rate <= REJECTION_RATE_WARN,
         severity=dg.AssetCheckSeverity.WARN, metadata={"rejection_rate": rate, "rejected": rejected, "read": read},
@@ -47,8 +44,7 @@ def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
         report = ingest_files(conn, trace_files.paths, task.load(), trace_files.source_name,
                               max_record_bytes=trace_files.max_record_bytes,
                               settle_seconds=trace_files.settle_seconds)
-        total = conn.execute("SELECT count(*) FROM raw_traces").fetchone()[0]
-        rejected_total = conn.execute("SELECT count(*) FROM rejected_traces").fetchone()[0]
+        total, rejected_total = stored_totals(conn)
     context.log.info(f"ingested {report.ingested} new traces from {len(report.files_read)} files "
                      f"({report.files_unchanged} unchanged, {len(report.files_waiting)} still being written); "
                      f"{report.rejected} rejected, {report.duplicates} duplicates")
@@ -73,14 +69,12 @@ def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
 def annotations(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
                 annotation_files: AnnotationFiles) -> dg.MaterializeResult:
     with duckdb.get_connection() as conn:
-        inputs = {t: json.loads(i) for t, i in conn.execute("SELECT trace_id, input FROM raw_traces").fetchall()}
-        batch = read_annotation_files(annotation_files.files(), task.load(), inputs)
+        batch = read_annotation_files(annotation_files.files(), task.load(), trace_inputs(conn))
         new = store.insert_new(conn, "annotations", batch.annotations, ["annotation_id"])
         store.upsert(conn, "rejected_traces", batch.rejected, ["source", "location"])
-        labels = store.read(conn, "SELECT label, count(*) AS n FROM annotations GROUP BY label ORDER BY label")
-        total = int(labels["n"].sum()) if labels.height else 0
+        labels = label_counts(conn)
     context.log.info(f"imported {new} new decisions; {batch.rejected.height} rejected")
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": total, "imported_new": new, "rejected": batch.rejected.height,
-        "labels": counts_table(dict(labels.iter_rows())),
+        "dagster/row_count": sum(labels.values()), "imported_new": new, "rejected": batch.rejected.height,
+        "labels": counts_table(labels),
         "rejections": preview(batch.rejected.select("location", "reason"))})

@@ -39,12 +39,12 @@ def langsmith_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         report = ingest_runs(conn, runs, task.load(), langsmith.source_name)
     context.log.info(f"{report.runs} runs from {window.start:%Y-%m-%d} to {window.end:%Y-%m-%d}: "
                      f"{report.ingested} new traces, {report.duplicates} already ingested, {report.rejected} rejected")
-    rejections = [{"location": r["location"], "reason": r["reason"]} for r in report.rejections]
     return dg.MaterializeResult(
         metadata={"runs": report.runs, "new_traces": report.ingested, "duplicates": report.duplicates,
                   "rejected": report.rejected, "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
                   "counts": counts_table(report.counts()),
-                  "rejections": dg.MetadataValue.md("\n".join(f"- `{r['location']}`: {r['reason']}" for r in rejections)
+                  "rejections": dg.MetadataValue.md("\n".join(f"- `{r['location']}`: {r['reason']}"
+                                                              for r in report.rejections)
                                                     or "_none_")},
         check_results=[rejection_check("langsmith_traces", report.rejected, report.runs)],
     )

@@ -2,27 +2,12 @@
 changes exactly when new data arrived, so the automation sensor rematerializes what depends on
 them and nothing else. Observing is cheap: file names, sizes and times, and one small query."""
 
-import hashlib
-
 import dagster as dg
 from duckdb import Error as DuckDBError
 
-from pipeline.engine.ingest.files import watched_files
+from pipeline.engine.ingest.files import files_stamp, watched_files
+from pipeline.engine.label.annotations import app_decisions, decisions_version
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TraceFiles
-
-#: Rows that people wrote through the annotation app (imported files are the annotations asset's own).
-#: Their count, the latest time, and a hash of their ids (an undone decision changes it too).
-APP_DECISIONS = ("SELECT count(*), max(annotated_at)::VARCHAR, bit_xor(hash(annotation_id)) FROM annotations "
-                 "WHERE source IS NULL OR source NOT LIKE 'file:%'")
-
-
-def files_stamp(files) -> tuple[str, int]:
-    """A hash of the files' paths, sizes and modification times, and how many there are."""
-    digest = hashlib.sha256()
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1e".encode())
-    return digest.hexdigest()[:16], len(files)
 
 
 @dg.multi_observable_source_asset(name="trace_files_source", specs=[dg.AssetSpec(
@@ -46,17 +31,17 @@ def annotations_source(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB
     files, n_files = files_stamp(annotation_files.files())
     try:
         with duckdb.read_connection(wait_seconds=2.0, use_snapshot=False) as conn:
-            app_rows, latest, ids = conn.execute(APP_DECISIONS).fetchone()
+            app = app_decisions(conn)
     except FileNotFoundError:
-        app_rows, latest, ids = 0, None, None
+        app = (0, None, None)
     except DuckDBError as exc:  # locked or not migrated yet: keep the last version rather than fail the tick
         previous = context.instance.get_latest_data_version_record(dg.AssetKey("annotations_source"), is_source=True)
         version = previous and previous.event_log_entry.tags.get("dagster/data_version")
         context.log.warning(f"database not readable ({exc}); keeping the last observed version")
         return dg.ObserveResult(data_version=dg.DataVersion(version or "unobserved"),
                                 metadata={"database_busy": True})
-    version = hashlib.sha256(f"{files}\x1f{app_rows}\x1f{latest}\x1f{ids}".encode()).hexdigest()[:16]
-    return dg.ObserveResult(data_version=dg.DataVersion(version),
+    app_rows, latest, _ = app
+    return dg.ObserveResult(data_version=dg.DataVersion(decisions_version(files, app)),
                             metadata={"decision_files": n_files, "app_decisions": app_rows,
                                       "latest_app_decision": latest or "none"})
 

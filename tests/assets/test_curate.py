@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from assets.curate import synthetic_examples, training_examples, training_files
-from assets.evaluations import labelled_failures, trace_evaluations
+from assets.label import labelled_failures, trace_evaluations
 from assets.ingest import annotations, raw_traces
 from tests.assets.tiny import materialize as materialize_with
 from tests.assets.tiny import tiny_resources

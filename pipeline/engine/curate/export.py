@@ -135,3 +135,39 @@ def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+#: The fewest records each split's file may hold.
+SPLIT_MINIMUMS = {"train": MIN_EXAMPLES, "validation": 1, "test": 1}
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """The chat records of each split's file (PII scrubbed), their format problems (prefixed with
+    the split), tokens per split, and PII replacements per pattern name."""
+
+    records: dict[str, list[dict[str, Any]]]
+    problems: list[str]
+    tokens: dict[str, int]
+    scrubbed: dict[str, int]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Records per split."""
+        return {split: len(records) for split, records in self.records.items()}
+
+
+def split_files(examples: pl.DataFrame, task: Task, counter: TokenCounter,
+                max_tokens_per_example: int = MAX_TOKENS_PER_EXAMPLE) -> SplitFiles:
+    """The train, validation and test files of ``examples`` (with a split column), checked
+    against :func:`format_problems` with each split's minimum (:data:`SPLIT_MINIMUMS`). Files
+    leave the machine (a hosted fine-tuning API), so PII is scrubbed from every copy."""
+    records, problems, tokens, scrubbed = {}, [], {}, {}
+    for split, min_examples in SPLIT_MINIMUMS.items():
+        records[split], found = scrub_records(chat_records(examples.filter(pl.col("split") == split), task))
+        for name, n in found.items():
+            scrubbed[name] = scrubbed.get(name, 0) + n
+        problems += [f"{split}: {p}" for p in format_problems(records[split], min_examples, counter,
+                                                               max_tokens_per_example)]
+        tokens[split] = sum(counter.example_tokens(r) for r in records[split])
+    return SplitFiles(records, problems, tokens, scrubbed)

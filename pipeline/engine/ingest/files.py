@@ -117,6 +117,16 @@ def unknown_files(paths: list[str]) -> list[Path]:
     return sorted({f for f in _candidates(paths) if not f.name.endswith(TRACE_SUFFIXES) and not _is_partial(f.name)})
 
 
+def files_stamp(files: list[Path]) -> tuple[str, int]:
+    """A hash of the files' paths, sizes and modification times, and how many there are: it
+    changes when a file is added, removed, grown or rewritten, without reading any."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1e".encode())
+    return digest.hexdigest()[:16], len(files)
+
+
 def parse_text(text: str, task: Task) -> dict[str, Any]:
     """One record's JSON text as a RECORD_SCHEMA row (without ``seq``); raises RecordError."""
     try:
