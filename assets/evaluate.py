@@ -56,7 +56,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     serve = partial(model_provider, task=the_task, concurrency=fine_tuning.inference_concurrency, seed=fine_tuning.seed,
                     chat_for=lambda backend, model: fine_tuning.api(backend).chat_provider(model))
     results = model_results(duckdb.get_connection, candidates, the_task, serve, context.log.info)
-    judge_info, results = judge_outputs(duckdb.get_connection, judge, task.name, results, candidates.test,
+    judge_info, results = judge_outputs(duckdb.get_connection, judge.settings(), task.name, results, candidates.test,
                                         context.log.info)
     evaluation = evaluate_candidates(candidates, results, judge_info,
                                      Thresholds(config.alpha, config.min_regression, config.judge_gates))

@@ -56,7 +56,7 @@ def trace_judgements(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
             metadata={"judge": "off", "reason": JUDGE_OFF},
             check_results=[dg.AssetCheckResult(check_name="judge_aligned", passed=True,
                                                description=f"judge off: {JUDGE_OFF}")])
-    new, status, outcomes = judge_traces(duckdb.get_connection, judge, task.name, context.log.info)
+    new, status, outcomes = judge_traces(duckdb.get_connection, judge.settings(), task.name, context.log.info)
     align = status["alignment"]
     rate = pass_rate(outcomes, align)
     errors = new.filter(pl.col("error").is_not_null())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipeline.engine.label.judge_session import JudgeSettings
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
 from pipeline.engine.train.hosted.api import FineTuningAPI
 from pipeline.engine.train.hosted.jobs import JobSpec
@@ -13,35 +14,20 @@ from pipeline.engine.train.local.settings import LocalTrainerSettings
 from pipeline.resources.settings import settings_resource
 
 
-class JudgeResource(dg.ConfigurableResource):
-    """The LLM judge: an OpenAI (or OpenAI-compatible) chat model. Off while ``model`` is None.
+class JudgeResource(settings_resource(JudgeSettings)):
+    """The LLM judge (fields declared in :class:`JudgeSettings`): an OpenAI (or OpenAI-compatible)
+    chat model, off while ``model`` is None. ``api_key``, when set, must come from
+    ``dg.EnvVar("...")`` (never a literal); unset, OPENAI_API_KEY is read."""
 
-    The key is read from OPENAI_API_KEY unless ``api_key`` is set, which must then come from
-    ``dg.EnvVar("...")`` (never a literal); OPENAI_BASE_URL or ``base_url`` selects the server.
-    """
-
-    model: str | None = None
-    base_url: str | None = None
-    api_key: str | None = None
-    prompt_version: str = "v1"
-    #: A prompt file to use instead of the one the task ships (its prompts/judge.<version>.md).
-    prompt_path: str | None = None
-    few_shot: int = 4
-    #: Traces judged per run at most (people's labelled traces first): judging costs money.
-    max_traces_per_run: int = 500
-    concurrency: int = 4
-    #: Below this agreement with people the judge is flagged and does not gate promotion.
-    min_agreement: float = 0.8
-    max_retries: int = 3
-    timeout: float = 60.0
+    def __repr_args__(self):
+        return [(k, "***" if k == "api_key" and v else v) for k, v in super().__repr_args__()]
 
     @property
     def enabled(self) -> bool:
-        return bool(self.model)
+        return self.settings().enabled
 
     def provider(self) -> OpenAIChatProvider:
-        return OpenAIChatProvider(self.model, api_key=self.api_key, base_url=self.base_url,
-                                  max_retries=self.max_retries, timeout=self.timeout)
+        return self.settings().provider()
 
 
 class LocalTrainer(settings_resource(LocalTrainerSettings)):

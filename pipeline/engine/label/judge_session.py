@@ -10,8 +10,8 @@ traces, 'eval_output' for model outputs on the test split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager
 
 import polars as pl
 
@@ -22,24 +22,41 @@ from pipeline.engine.label.judge import (
     with_judge_pass,
 )
 from pipeline.engine.providers import ChatProvider
+from pipeline.engine.providers.openai_chat import OpenAIChatProvider
 
 JUDGE_OFF = "no judge model configured (set FLYWHEEL_JUDGE_MODEL or JudgeResource(model=...))"
 
 
-class JudgeSettings(Protocol):
-    """The judge's configuration (the shape of ``pipeline.resources.JudgeResource``)."""
+@dataclass(frozen=True)
+class JudgeSettings:
+    """The LLM judge's configuration (``pipeline.resources.JudgeResource`` is built from it): an
+    OpenAI or OpenAI-compatible chat model, off while ``model`` is None. The key is read from
+    OPENAI_API_KEY unless ``api_key`` is set; OPENAI_BASE_URL or ``base_url`` selects the server."""
 
-    prompt_version: str
-    prompt_path: str | None
-    few_shot: int
-    max_traces_per_run: int
-    concurrency: int
-    min_agreement: float
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    prompt_version: str = "v1"
+    prompt_path: str | None = field(default=None, metadata={
+        "doc": "A prompt file to use instead of the one the task ships (its prompts/judge.<version>.md)."})
+    few_shot: int = 4
+    max_traces_per_run: int = field(default=500, metadata={
+        "doc": "Traces judged per run at most (people's labelled traces first): judging costs money."})
+    concurrency: int = 4
+    min_agreement: float = field(default=0.8, metadata={
+        "doc": "Below this agreement with people the judge is flagged and does not gate promotion."})
+    max_retries: int = 3
+    timeout: float = 60.0
 
     @property
-    def enabled(self) -> bool: ...
+    def enabled(self) -> bool:
+        """Whether a judge model is configured."""
+        return bool(self.model)
 
-    def provider(self) -> ChatProvider: ...
+    def provider(self) -> OpenAIChatProvider:
+        """The chat provider that judges."""
+        return OpenAIChatProvider(self.model, api_key=self.api_key, base_url=self.base_url,
+                                  max_retries=self.max_retries, timeout=self.timeout)
 
 
 @dataclass(frozen=True)
