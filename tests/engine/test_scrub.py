@@ -1,9 +1,12 @@
 """PII scrubbing: realistic secrets and personal data are replaced, near misses are left alone."""
 
 import json
+import logging
 
 import pytest
+import spacy
 
+from pipeline.engine.core import pii
 from pipeline.engine.core.scrub import DEFAULT_PATTERNS, pattern, patterns_with, scrub_json_text, scrub_text, scrub_value
 
 FOUND = [
@@ -26,6 +29,16 @@ FOUND = [
      "Authorization: Bearer [API_KEY]", "api_key"),
     ('{"password": "hunter2hunter2"}', '{"password": "[API_KEY]"}', "api_key"),
     ("slack xoxb-123456789012-abcdefghij", "slack [API_KEY]", "api_key"),
+    ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_ACCESS_KEY=[API_KEY]", "api_key"),
+    ("client_secret=8f3kLq0vZ2xYp7Rw", "client_secret=[API_KEY]", "api_key"),
+    ("DB_PASSWORD=Tr0ub4dor&3", "DB_PASSWORD=[API_KEY]", "api_key"),
+    ("DATABASE_URL=postgres://app:hunter2hunter2@db:5432/app", "DATABASE_URL=postgres://app:[API_KEY]@db:5432/app",
+     "api_key"),
+    ("call (415)555-0100 today", "call [PHONE] today", "phone"),
+    ("London office 020 7946 0958", "London office [PHONE]", "phone"),
+    ("listening on ::1 and 2606:4700:4700::1111", "listening on [IP_ADDRESS] and [IP_ADDRESS]", "ip_address"),
+    ("SSN 219-09-9999 on the form", "SSN [SSN] on the form", "ssn"),
+    ("wire it to GB82 WEST 1234 5698 7654 32", "wire it to [IBAN]", "iban"),
 ]
 
 NEAR_MISSES = [
@@ -39,6 +52,11 @@ NEAR_MISSES = [
     "user@localhost and @handle are not emails",
     "task-sk-tiny and the skeleton key",
     "count 12345678 rows; id 0000000000000000",
+    "version 1.2.3.4 and v1.2.3.4",
+    "order 4532015112830366 shipped",  # passes the Luhn check, but in one block with no card word
+    "buffer sizes 256 512 1024",
+    "ISBN 0-306-40615-2",
+    "sample SSN 123-45-6789 and 078-05-1120",
 ]
 
 
@@ -77,5 +95,60 @@ def test_json_values_are_scrubbed_inside_and_stay_valid_json():
 
 
 def test_every_default_pattern_has_a_name_and_a_bracketed_replacement():
-    assert {p.name for p in DEFAULT_PATTERNS} == {"api_key", "email", "credit_card", "ip_address", "phone"}
+    assert {p.name for p in DEFAULT_PATTERNS} == {"api_key", "email", "iban", "credit_card", "ssn", "ip_address",
+                                                  "phone", "person", "location"}
     assert all(p.replacement.startswith("[") for p in DEFAULT_PATTERNS)
+
+
+def test_where_two_patterns_overlap_the_earlier_one_wins():
+    patterns = [pattern("first", r"ab"), pattern("second", r"bc"), pattern("third", r"d")]
+    assert scrub_text("abcd", patterns).text == "[FIRST]c[THIRD]"
+    assert scrub_text("abcd", patterns[1:]).text == "a[SECOND][THIRD]"
+
+
+@pytest.fixture
+def pii_settings(monkeypatch):
+    """Sets PII environment variables for one test, re-read by the scrubber."""
+    def configure(**variables):
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        pii.settings.cache_clear()
+
+    yield configure
+    monkeypatch.undo()
+    pii.settings.cache_clear()
+
+
+def test_phone_regions_are_configurable_and_an_unknown_one_fails_plainly(pii_settings):
+    pii_settings(FLYWHEEL_PII_PHONE_REGIONS="US")
+    assert scrub_text("London 020 7946 0958, NY (212) 555-0147, +44 20 7946 0958").text == \
+        "London 020 7946 0958, NY [PHONE], [PHONE]"
+    pii_settings(FLYWHEEL_PII_PHONE_REGIONS="US, XX")
+    with pytest.raises(ValueError, match="FLYWHEEL_PII_PHONE_REGIONS: XX not a region"):
+        scrub_text("call (212) 555-0147")
+
+
+def test_without_an_ner_model_names_and_addresses_are_left_and_a_warning_says_so(pii_settings, caplog):
+    pii_settings(FLYWHEEL_PII_PHONE_REGIONS="GB,US")  # a new configuration: its analyzer is built now
+    with caplog.at_level(logging.WARNING, logger=pii.__name__):
+        result = scrub_text("Jane Doe lives at 742 Evergreen Terrace, Springfield; jane@example.com")
+    assert result.text == "Jane Doe lives at 742 Evergreen Terrace, Springfield; [EMAIL]"
+    assert "finds no person names or postal addresses: no NER model is configured" in caplog.text
+
+
+def test_with_an_ner_model_names_and_places_are_replaced(pii_settings, tmp_path):
+    nlp = spacy.blank("en")  # a stand-in for an installed pipeline such as en_core_web_lg
+    nlp.add_pipe("entity_ruler").add_patterns([
+        {"label": "PERSON", "pattern": "Jane Doe"}, {"label": "GPE", "pattern": "Springfield"},
+        {"label": "FAC", "pattern": "742 Evergreen Terrace"}, {"label": "ORG", "pattern": "Acme"}])
+    nlp.to_disk(tmp_path / "ner")
+    pii_settings(FLYWHEEL_PII_NER_MODEL=str(tmp_path / "ner"))
+    result = scrub_text("Jane Doe of Acme lives at 742 Evergreen Terrace, Springfield; call her on 020 7946 0958")
+    assert result.text == "[PERSON] of Acme lives at [LOCATION], [LOCATION]; call her on [PHONE]"
+    assert result.counts == {"person": 1, "location": 2, "phone": 1}
+
+
+def test_an_ner_model_that_is_not_installed_fails_plainly(pii_settings):
+    pii_settings(FLYWHEEL_PII_NER_MODEL="en_core_web_nonexistent")
+    with pytest.raises(ValueError, match="neither an installed spaCy pipeline nor a folder"):
+        scrub_text("Jane Doe")
