@@ -23,9 +23,27 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 # Run history for `make demo` and `make dev` (the UI shows the demo's runs); nothing phones home.
-$(DAGSTER_HOME)/dagster.yaml:
+# Written again when this file changes.
+$(DAGSTER_HOME)/dagster.yaml: Makefile
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n# DuckDB has one writer: runs launched from the UI, sensors and schedules go one at a time.\nrun_queue:\n  max_concurrent_runs: 1\n' > $@
+	printf '%s\n' \
+	  'telemetry:' \
+	  '  enabled: false' \
+	  '# DuckDB has one writer: runs launched from the UI, sensors and schedules go one at a time.' \
+	  'run_queue:' \
+	  '  max_concurrent_runs: 1' \
+	  '# A run whose process died (kill -9, out of memory) is marked failed by the daemon within about' \
+	  '# poll_interval_seconds (pipeline/run_launcher.py checks the process), so the queue and automation' \
+	  '# go on; it is not resumed in place: automation, a schedule or a person runs its assets again.' \
+	  'run_launcher:' \
+	  '  module: pipeline.run_launcher' \
+	  '  class: LocalRunLauncher' \
+	  'run_monitoring:' \
+	  '  enabled: true' \
+	  '  start_timeout_seconds: 180' \
+	  '  max_resume_run_attempts: 0' \
+	  '  poll_interval_seconds: 30' \
+	  > $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m pipeline.definitions -j flywheel

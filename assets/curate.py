@@ -136,11 +136,12 @@ def split_checks(audit: SplitAudit, tolerance: float) -> list[dg.AssetCheckResul
     kinds={"duckdb", "openai"},
     deps=[training_examples],
     description="Train, validation and test files in OpenAI chat format (JSONL), checked against the format's "
-                "rules by a blocking check; what every backend trains on. Token counts and an estimated "
-                "training cost in the metadata.",
+                "rules by a blocking check; what every backend trains on. Examples over the per-example token "
+                "limit cannot be trained on: they are left out and counted by reason. Token counts and an "
+                "estimated training cost in the metadata.",
     check_specs=[dg.AssetCheckSpec("openai_format", asset="training_files", blocking=True,
                                    description="Roles, non-empty content, an assistant message, weights, "
-                                               "minimum size, tokens per example.")],
+                                               "minimum size.")],
 )
 def training_files(context: dg.AssetExecutionContext, config: TrainingFileSettings, duckdb: FlywheelDuckDB,
                    task: TaskResource, paths: FlywheelPaths) -> dg.MaterializeResult:
@@ -151,13 +152,15 @@ def training_files(context: dg.AssetExecutionContext, config: TrainingFileSettin
     files = split_files(examples, task.load(), counter, config.max_tokens_per_example)
     written = {split: str(write_jsonl(records, out_dir / f"{split}.jsonl")) for split, records in files.records.items()}
     cost = training_cost(files.tokens["train"], config.epochs, config.price_per_1m_training_tokens)
-    context.log.info(f"wrote training files under {out_dir}")
+    context.log.info(f"wrote training files under {out_dir}" +
+                     "".join(f"; left out {n} examples {reason}" for reason, n in files.dropped.items()))
     return dg.MaterializeResult(
         # the content hash as Dagster's data version: training runs only when it changes (pipeline/automation.py)
         data_version=dg.DataVersion(version),
         metadata={"training_data_version": version,
                   **{f"{s}_file": dg.MetadataValue.path(p) for s, p in written.items()},
                   "examples": counts_table(files.counts), "tokens": counts_table(files.tokens),
+                  "dropped": counts_table(files.dropped) if files.dropped else "none",
                   "token_count_method": counter.method,
                   "pii_scrubbed": counts_table(files.scrubbed) if files.scrubbed else "none found",
                   "estimated_training_cost_usd": dg.MetadataValue.float(cost),

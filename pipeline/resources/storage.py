@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from pipeline.engine.core import snapshot as snapshots
 from pipeline.engine.core import store
-from pipeline.engine.core.connections import PIPELINE_WAIT_SECONDS, is_local, retry_while_locked
+from pipeline.engine.core.connections import PIPELINE_WAIT_SECONDS, check_database_path, is_local, retry_while_locked
 
 
 class FlywheelDuckDB(DuckDBResource):
@@ -23,7 +23,8 @@ class FlywheelDuckDB(DuckDBResource):
     write: when a connection that changed the database is done, a read-only copy is published
     atomically at ``snapshot`` (default ``<database stem>.snapshot.duckdb`` beside it; "" turns
     it off). A reader holding the old copy keeps it; the next open sees the new one. Opening
-    waits up to PIPELINE_WAIT_SECONDS while another process holds the file.
+    waits up to PIPELINE_WAIT_SECONDS while another process holds the file; a path that can
+    never be a DuckDB database (a folder, a SQLite or text file) fails at once.
     """
 
     snapshot: str | None = None
@@ -43,6 +44,7 @@ class FlywheelDuckDB(DuckDBResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection (retried while another process holds the file), migrated; the
         snapshot is published when the block is done."""
+        check_database_path(self.database)
         if self.local:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         config = {"custom_user_agent": "dagster", **self.connection_config}
@@ -65,6 +67,7 @@ class FlywheelDuckDB(DuckDBResource):
         """A read-only connection to the database, retried while a writer holds it; after
         ``wait_seconds`` the snapshot if there is one (and ``use_snapshot``), else the lock error
         is raised."""
+        check_database_path(self.database)
         fallback = self.snapshot_path if use_snapshot else None
         conn = snapshots.connect_read_only(self.database, wait_seconds, fallback)
         try:

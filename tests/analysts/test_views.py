@@ -1,11 +1,13 @@
 """The analysts' views (migration 6) on a small database whose answers are known."""
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import duckdb
+import polars as pl
 import pytest
 
 from pipeline.engine.core import store
+from pipeline.engine.evaluate.candidates import RESULTS_KEY
 
 
 @pytest.fixture
@@ -55,6 +57,26 @@ def test_model_leaderboard_ranks_the_models_of_each_reported_test_set(conn):
                         "verdict_vs_base, promoted FROM model_leaderboard").fetchall()
     assert rows == [(1, "ft1", "fine-tuned", "ts1", 4, 0.75, 0.5, "better", True),
                     (2, "base", "base", "ts1", 4, 0.5, 0.25, None, False)]  # ft2: no report on its test set
+
+
+def test_model_leaderboard_keeps_a_test_set_after_models_are_evaluated_on_a_new_one(conn):
+    conn.execute("""INSERT INTO fine_tuned_models (model_id, backend, base_model, status, training_data_version, created_at)
+        VALUES ('base', 'local', NULL, 'succeeded', NULL, now()), ('ft1', 'local', 'base', 'succeeded', 'v1', now()),
+               ('ft2', 'local', 'base', 'succeeded', 'v2', now())""")
+    # ft1 against base on ts1; later ft2 against base and ft1 (promoted) on ts2: as the evaluation writes them
+    for test_set, passing in (("ts1", {"base": 1, "ft1": 3}), ("ts2", {"base": 1, "ft1": 2, "ft2": 4})):
+        for model_id, n in passing.items():
+            rows = pl.DataFrame({"model_id": model_id, "example_id": [f"e{i}" for i in range(4)],
+                                 "test_set_version": test_set, "passed_checks": [i < n for i in range(4)],
+                                 "exact_match": False, "evaluated_at": datetime.now(timezone.utc)})
+            store.upsert(conn, "eval_results", rows, RESULTS_KEY)
+    conn.execute("""INSERT INTO eval_reports (model_id, baseline_model_id, test_set_version, n_examples, metrics, verdict,
+        created_at) VALUES ('ft1', 'base', 'ts1', 4, '{}', 'better', now()), ('ft2', 'base', 'ts2', 4, '{}', 'better', now()),
+        ('ft2', 'ft1', 'ts2', 4, '{}', 'better', now())""")
+    rows = conn.execute("SELECT test_set_version, rank, model_id, passed_checks, verdict_vs_base FROM model_leaderboard")
+    assert rows.fetchall() == [("ts1", 1, "ft1", 0.75, "better"), ("ts1", 2, "base", 0.25, None),
+                               ("ts2", 1, "ft2", 1.0, "better"), ("ts2", 2, "ft1", 0.5, None),
+                               ("ts2", 3, "base", 0.25, None)]
 
 
 def test_training_data_composition(conn):

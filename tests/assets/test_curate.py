@@ -100,6 +100,29 @@ def test_new_data_keeps_existing_splits(curated, tiny_demo):
     assert {after[k] for k in new} == {"train", "validation", "test"}  # new groups fill every split
 
 
+def test_an_example_too_long_to_train_on_is_left_out_and_counted_not_blocking(tmp_path, tiny_demo):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    filler = " ".join(f"tenant-{i} region eu-west-{i % 3} pod checkout-{i % 17}" for i in range(30_000))
+    question = f"count of requests in the last 5 minutes, for this context: {filler}"[:900_000]
+    record = {"trace_id": "tr_very_long", "ts": "2026-11-20T10:00:00Z", "model": "prod-assistant-v3",
+              "input": {"question": question, "columns": ["duration_ms"], "dataset": "x"},
+              "output": json.dumps({"calculations": [{"op": "COUNT"}], "time_range": 300})}
+    (incoming / "long.jsonl").write_text(json.dumps(record) + "\n")
+    result, events = materialize(tmp_path, tiny_demo)
+    assert result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["openai_format"].passed, checks["openai_format"].metadata
+    long_examples = query(tmp_path, "SELECT count(*) FROM training_examples WHERE length(input::VARCHAR) > 800000")[0][0]
+    assert long_examples >= 1  # curated: nothing is wrong with it but its length
+    meta = events["training_files"].metadata
+    assert re.search(rf"\| over 65536 tokens \| {long_examples} \|", meta["dropped"].value), meta["dropped"].value
+    lines = [line for split in ("train", "validation", "test")
+             for line in open(meta[f"{split}_file"].value, encoding="utf-8").read().splitlines()]
+    assert len(lines) == query(tmp_path, "SELECT count(*) FROM training_examples")[0][0] - long_examples
+    assert max(len(line) for line in lines) < 100_000 and question[10_000:10_100] not in "".join(lines)
+
+
 def test_llm_generators_run_through_the_api_when_a_model_is_configured(tmp_path, tiny_demo, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env-only")
     fake = FakeOpenAI(api_key="sk-from-env-only")

@@ -1,12 +1,14 @@
 """One retry policy while another process holds the database, and one test of what is local."""
 
+import sqlite3
 import subprocess
 import sys
 
 import duckdb
 import pytest
 
-from pipeline.engine.core.connections import DatabaseLocked, is_local, is_locked, retry_while_locked
+from pipeline.engine.core.connections import (DatabaseLocked, NotADatabase, check_database_path, is_local, is_locked,
+                                              retry_while_locked)
 
 LOCK_MESSAGE = 'IO Error: Could not set lock on file "f.duckdb": Conflicting lock is held in python (PID 1)'
 
@@ -83,3 +85,41 @@ def test_waits_for_a_lock_held_by_another_process(tmp_path):
                                              ("md:flywheel", False), (":memory:", False)])
 def test_is_local(database, local):
     assert is_local(database) is local
+
+
+def test_an_error_that_only_says_blocked_is_not_a_lock():
+    blocked = duckdb.IOException('IO Error: Failed to download extension "sqlite_scanner": HTTP 403 (blocked by proxy)')
+    assert not is_locked(blocked)
+    connect = Flaky(blocked)
+    with pytest.raises(duckdb.IOException, match="blocked"):
+        retry_while_locked(connect, wait_seconds=60)
+    assert connect.calls == 1
+
+
+def test_a_database_path_that_can_be_one_passes(tmp_path):
+    check_database_path(str(tmp_path / "new" / "flywheel.duckdb"))  # created on connect
+    duckdb.connect(str(tmp_path / "f.duckdb")).close()
+    check_database_path(str(tmp_path / "f.duckdb"))
+    (tmp_path / "empty.duckdb").touch()
+    check_database_path(str(tmp_path / "empty.duckdb"))  # DuckDB says itself what is wrong with it
+    for database in ("md:flywheel", ":memory:"):
+        check_database_path(database)
+
+
+def test_a_sqlite_or_text_file_is_not_a_database(tmp_path):
+    with sqlite3.connect(tmp_path / "flywheel.duckdb") as conn:
+        conn.execute("CREATE TABLE traces (id INTEGER)")
+    with pytest.raises(NotADatabase, match=r"flywheel.duckdb is a SQLite database: point FLYWHEEL_DUCKDB"):
+        check_database_path(str(tmp_path / "flywheel.duckdb"))
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    with pytest.raises(NotADatabase, match=r"notes.txt is not a DuckDB database"):
+        check_database_path(str(tmp_path / "notes.txt"))
+
+
+def test_a_folder_or_a_path_through_a_file_cannot_be_a_database(tmp_path):
+    with pytest.raises(NotADatabase, match="is a folder: name a DuckDB file"):
+        check_database_path(str(tmp_path))
+    (tmp_path / "file").write_text("x")
+    for database in (tmp_path / "file" / "flywheel.duckdb", tmp_path / "file" / "deeper" / "flywheel.duckdb"):
+        with pytest.raises(NotADatabase, match=f"{tmp_path / 'file'} is a file, not a folder"):
+            check_database_path(str(database))

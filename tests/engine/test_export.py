@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from pipeline.engine.curate.export import (TOKENS_PER_MESSAGE, TokenCounter, chat_records, format_problems, token_counter,
-                                    training_cost, write_jsonl)
+                                    training_cost, within_token_limit, write_jsonl)
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")
@@ -105,15 +105,17 @@ def test_example_tokens_add_the_per_message_overhead():
     assert counter.example_tokens(record) == 3 + 2 * TOKENS_PER_MESSAGE
 
 
-def test_examples_over_the_token_limit_are_refused():
+def test_examples_over_the_token_limit_are_dropped_and_counted_not_refused():
     counter = TokenCounter(lambda text: len(text), "characters")
     records = valid(10)
     records[3]["messages"][1]["content"] = "x" * 5000
     limit = max(counter.example_tokens(r) for i, r in enumerate(records) if i != 3)
-    problems = format_problems(records, counter=counter, max_tokens_per_example=limit)
-    assert len(problems) == 1 and problems[0].startswith("example 4: ") and f"at most {limit}" in problems[0]
-    assert format_problems(records, counter=counter, max_tokens_per_example=counter.example_tokens(records[3])) == []
-    assert format_problems(records) == []  # no counter, no token rule
+    kept, tokens, dropped = within_token_limit(records, counter, max_tokens_per_example=limit)
+    assert kept == records[:3] + records[4:] and dropped == {f"over {limit} tokens": 1}
+    assert tokens == [counter.example_tokens(r) for r in kept]
+    at_the_limit = within_token_limit(records, counter, max_tokens_per_example=counter.example_tokens(records[3]))
+    assert at_the_limit[0] == records and at_the_limit[2] == {}
+    assert format_problems(records) == []  # its format is fine: the token limit is no format problem
 
 
 def test_training_cost_is_tokens_times_epochs_times_price():

@@ -4,7 +4,8 @@ import json
 
 import polars as pl
 
-from pipeline.engine.curate.export import SPLIT_MINIMUMS, TokenCounter, chat_records, scrub_records, split_files
+from pipeline.engine.curate.export import (MAX_TOKENS_PER_EXAMPLE, SPLIT_MINIMUMS, TokenCounter, chat_records,
+                                          scrub_records, split_files, token_counter)
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")
@@ -45,7 +46,19 @@ def test_pii_is_scrubbed_from_every_split_and_counted_across_them():
     assert "ana@example.com" not in json.dumps(files.records)
 
 
-def test_examples_over_the_token_limit_are_problems():
+def test_examples_over_the_token_limit_are_left_out_and_counted_not_problems():
     files = split_files(examples(["train"] * 10 + ["validation", "test"]), TASK, COUNTER, max_tokens_per_example=5)
-    assert len(files.problems) == 12 and files.problems[0].startswith("train: example 1: ")
-    assert files.problems[-1].startswith("test: example 1: ")
+    assert files.dropped == {"over 5 tokens": 12} and files.counts == {"train": 0, "validation": 0, "test": 0}
+    assert files.problems == ["train: 0 examples; at least 10 are required",  # what is left is too little
+                              "validation: 0 examples; at least 1 are required", "test: 0 examples; at least 1 are required"]
+
+
+def test_a_long_question_among_normal_examples_is_left_out_and_the_files_are_valid():
+    frame = examples(["train"] * 11 + ["validation", "test"])
+    long_input = json.dumps({**INPUT, "question": "p95 duration_ms by service.name " * 28_000})  # about 0.9 MB
+    frame = frame.with_columns(input=pl.when(pl.int_range(pl.len()) == 4).then(pl.lit(long_input)).otherwise("input"))
+    counter = token_counter()
+    files = split_files(frame, TASK, counter)
+    assert files.problems == [] and files.counts == {"train": 10, "validation": 1, "test": 1}
+    assert files.dropped == {f"over {MAX_TOKENS_PER_EXAMPLE} tokens": 1}
+    assert files.tokens["train"] == sum(counter.example_tokens(r) for r in files.records["train"]) < MAX_TOKENS_PER_EXAMPLE

@@ -1,4 +1,5 @@
-"""Training files: examples as OpenAI chat-format JSONL, checked against the format's rules."""
+"""Training files: examples as OpenAI chat-format JSONL, checked against the format's rules;
+examples over the backend's token limit are dropped (counted by reason), never refused."""
 
 from __future__ import annotations
 
@@ -86,14 +87,30 @@ def _scrub_content(content: str, patterns: Iterable[Pattern]):
         return scrub_text(content, patterns)
 
 
-def format_problems(records: list[dict[str, Any]], min_examples: int = MIN_EXAMPLES,
-                    counter: TokenCounter | None = None,
-                    max_tokens_per_example: int = MAX_TOKENS_PER_EXAMPLE) -> list[str]:
+def within_token_limit(records: list[dict[str, Any]], counter: TokenCounter,
+                       max_tokens_per_example: int = MAX_TOKENS_PER_EXAMPLE
+                       ) -> tuple[list[dict[str, Any]], list[int], dict[str, int]]:
+    """The records a backend can train on (at most ``max_tokens_per_example`` tokens each, as
+    ``counter`` counts them), their token counts, and how many were dropped, by reason."""
+    kept, tokens, dropped = [], [], {}
+    for record in records:
+        n = counter.example_tokens(record)
+        if n > max_tokens_per_example:
+            reason = f"over {max_tokens_per_example} tokens"
+            dropped[reason] = dropped.get(reason, 0) + 1
+        else:
+            kept.append(record)
+            tokens.append(n)
+    return kept, tokens, dropped
+
+
+def format_problems(records: list[dict[str, Any]], min_examples: int = MIN_EXAMPLES) -> list[str]:
     """Why ``records`` would be refused as a fine-tuning file (empty when they are fine).
 
     Rules: each record has messages with a known role and non-empty string content, at least one
     assistant message, ``weight`` only on assistant messages and only 0 or 1; at least
-    ``min_examples`` records; with a ``counter``, at most ``max_tokens_per_example`` tokens each.
+    ``min_examples`` records. (Examples over the token limit are dropped before, by
+    :func:`within_token_limit`.)
     """
     problems = []
     if len(records) < min_examples:
@@ -115,10 +132,6 @@ def format_problems(records: list[dict[str, Any]], min_examples: int = MIN_EXAMP
                 problems.append(f"example {n} message {m}: weight is allowed only as 0/1 on assistant messages")
         if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
             problems.append(f"example {n}: no assistant message")
-        elif counter is not None and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
-            tokens = counter.example_tokens(record)
-            if tokens > max_tokens_per_example:
-                problems.append(f"example {n}: {tokens} tokens; at most {max_tokens_per_example} are allowed")
     return problems
 
 
@@ -144,12 +157,14 @@ SPLIT_MINIMUMS = {"train": MIN_EXAMPLES, "validation": 1, "test": 1}
 @dataclass(frozen=True)
 class SplitFiles:
     """The chat records of each split's file (PII scrubbed), their format problems (prefixed with
-    the split), tokens per split, and PII replacements per pattern name."""
+    the split), tokens per split, PII replacements per pattern name, and the examples dropped
+    (over the token limit), by reason."""
 
     records: dict[str, list[dict[str, Any]]]
     problems: list[str]
     tokens: dict[str, int]
     scrubbed: dict[str, int]
+    dropped: dict[str, int]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -159,15 +174,18 @@ class SplitFiles:
 
 def split_files(examples: pl.DataFrame, task: Task, counter: TokenCounter,
                 max_tokens_per_example: int = MAX_TOKENS_PER_EXAMPLE) -> SplitFiles:
-    """The train, validation and test files of ``examples`` (with a split column), checked
-    against :func:`format_problems` with each split's minimum (:data:`SPLIT_MINIMUMS`). Files
-    leave the machine (a hosted fine-tuning API), so PII is scrubbed from every copy."""
-    records, problems, tokens, scrubbed = {}, [], {}, {}
+    """The train, validation and test files of ``examples`` (with a split column), without the
+    examples over ``max_tokens_per_example`` tokens (:func:`within_token_limit`), checked against
+    :func:`format_problems` with each split's minimum (:data:`SPLIT_MINIMUMS`). Files leave the
+    machine (a hosted fine-tuning API), so PII is scrubbed from every copy before it is counted."""
+    records, problems, tokens, scrubbed, dropped = {}, [], {}, {}, {}
     for split, min_examples in SPLIT_MINIMUMS.items():
-        records[split], found = scrub_records(chat_records(examples.filter(pl.col("split") == split), task))
+        scrubbed_records, found = scrub_records(chat_records(examples.filter(pl.col("split") == split), task))
         for name, n in found.items():
             scrubbed[name] = scrubbed.get(name, 0) + n
-        problems += [f"{split}: {p}" for p in format_problems(records[split], min_examples, counter,
-                                                               max_tokens_per_example)]
-        tokens[split] = sum(counter.example_tokens(r) for r in records[split])
-    return SplitFiles(records, problems, tokens, scrubbed)
+        records[split], counts, over = within_token_limit(scrubbed_records, counter, max_tokens_per_example)
+        for reason, n in over.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+        problems += [f"{split}: {p}" for p in format_problems(records[split], min_examples)]
+        tokens[split] = sum(counts)
+    return SplitFiles(records, problems, tokens, scrubbed, dropped)

@@ -8,7 +8,6 @@ for Azure) and is never part of an error message, a repr or a log line written h
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -17,8 +16,7 @@ import openai
 
 from pipeline.engine.providers import Completion, ProviderAuthError, ProviderError
 from pipeline.engine.core.scrub import DEFAULT_PATTERNS, Pattern, scrub_text
-
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|Bearer\s+\S+)")
+from pipeline.engine.core.secrets import redact
 
 
 def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -66,9 +64,7 @@ class OpenAIChatProvider:
 
     def redact(self, text: str) -> str:
         """``text`` with this provider's key and anything key-like replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _KEY_LIKE.sub("***", text)
+        return redact(text, self._secrets)
 
     def complete(self, messages: list[dict[str, str]], *, temperature: float = 0.0,
                  response_format: dict[str, Any] | None = None, seed: int | None = None) -> Completion:

@@ -15,12 +15,12 @@ from typing import Any
 
 import openai
 
+from pipeline.engine.core.secrets import redact
 from pipeline.engine.providers import ProviderAuthError, ProviderError
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
 
 BACKENDS = ("openai", "azure")
 KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|Bearer\s+\S+)")
 # What providers say when an account may not fine-tune (any 403 counts as a refusal too).
 _UNAVAILABLE = re.compile(
     r"fine.?tun.{0,120}(not (available|supported|enabled|allowed|permitted)|no longer|unavailable|disabled|"
@@ -83,7 +83,7 @@ class FineTuningAPI:
 
     def redact(self, text: str) -> str:
         """``text`` with the key and anything key-like replaced by ``***``."""
-        return _KEY_LIKE.sub("***", text.replace(self._key, "***"))
+        return redact(text, [self._key])
 
     def chat_provider(self, model: str) -> OpenAIChatProvider:
         """Chat completions with ``model`` (on Azure: the name of its deployment) on the same server."""
