@@ -14,7 +14,7 @@ from pipeline.engine.evaluate.gate import NothingToPromote, Thresholds, promote_
 from pipeline.engine.evaluate.report_html import write_html
 from pipeline.engine.label.judge_session import judge_outputs
 from pipeline.engine.train.serving import model_provider
-from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
+from pipeline.resources import EvalServing, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 
 
 class EvalSettings(dg.Config):
@@ -46,7 +46,7 @@ class EvalSettings(dg.Config):
 )
 def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb: FlywheelDuckDB,
                 task: TaskResource, judge: JudgeResource, paths: FlywheelPaths,
-                fine_tuning: FineTuning) -> dg.MaterializeResult:
+                fine_tuning: FineTuning, eval_serving: EvalServing) -> dg.MaterializeResult:
     the_task = task.load()
     try:
         with duckdb.get_connection() as conn:
@@ -54,7 +54,8 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     except NothingToEvaluate as exc:
         raise dg.Failure(str(exc)) from None
     serve = partial(model_provider, task=the_task, concurrency=fine_tuning.inference_concurrency, seed=fine_tuning.seed,
-                    chat_for=lambda backend, model: fine_tuning.api(backend).chat_provider(model))
+                    chat_for=lambda backend, model: fine_tuning.api(backend).chat_provider(model),
+                    served=eval_serving.provider if eval_serving.enabled else None)
     results = model_results(duckdb.get_connection, candidates, the_task, serve, context.log.info)
     judge_info, results = judge_outputs(duckdb.get_connection, judge.settings(), task.name, results, candidates.test,
                                         context.log.info)

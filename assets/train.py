@@ -5,6 +5,7 @@ The database is never held open while a model trains or a job is followed: read,
 long work, then open again to write (the annotation app and analysts need the write lock)."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,8 @@ from pipeline.engine.train.hosted.events import loss_markdown
 from pipeline.engine.train.hosted.jobs import TERMINAL, retrieve
 from pipeline.engine.train.hosted.run import HostedRun, run_hosted
 from pipeline.engine.train.local import runs
-from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource
+from pipeline.pipes.training import run_training_step
+from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource, TrainingCompute
 
 
 def base_model_id(trainer: LocalTrainer) -> str:
@@ -37,9 +39,38 @@ def training_metadata(model_id: str, metrics: dict) -> dict:
             "loss_curve": dg.MetadataValue.md(curve if history else "_no loss history recorded_")}
 
 
+def fully_trained_spec(asset: str) -> dg.AssetCheckSpec:
+    """The fully_trained check of a training asset."""
+    return dg.AssetCheckSpec("fully_trained", asset=asset,
+                             description="Warns when the model trained less than planned: stopped early by the "
+                                         "wall-clock limit (max_seconds), fewer steps than planned, or under one "
+                                         "epoch of the data (max_steps). The model is still registered and evaluated.")
+
+
+def fully_trained(training: registry.Training, processes: int | None = None) -> dg.AssetCheckResult:
+    """The fully_trained check's result: a warning with the reason when the run trained less than
+    planned; planned vs actual steps, epochs, tokens and processes as metadata."""
+    figures = {"planned_steps": training.planned_steps, "steps": training.steps,
+               "planned_epochs": training.planned_epochs, "epochs": training.epochs, "tokens": training.tokens,
+               "processes": processes, "stopped_early": training.stopped_early}
+    said = {True: f"trained as planned: {training.figures}",
+            False: training.reason, None: "no training plan recorded: nothing to check (not trained here)"}
+    return dg.AssetCheckResult(check_name="fully_trained", passed=training.complete is not False,
+                               severity=dg.AssetCheckSeverity.WARN, description=said[training.complete],
+                               metadata={k: v for k, v in figures.items() if v is not None})
+
+
+def training_result(model_id: str, metrics: dict, **metadata) -> dg.MaterializeResult:
+    """A local training asset's result: its metadata and the fully_trained check."""
+    return dg.MaterializeResult(metadata={**training_metadata(model_id, metrics), **metadata},
+                                check_results=[fully_trained(registry.Training.of_result(metrics),
+                                                             metrics.get("processes"))])
+
+
 @dg.asset(
     group_name="train",
     kinds={"pytorch", "duckdb", "openai"},
+    check_specs=[fully_trained_spec("base_model")],
     description="The base model: a small encoder-decoder transformer with its own tokenizer, trained "
                 "once from the base corpus (which covers only some datasets), standing in for a "
                 "pretrained LLM that does not know the team's schemas. Reused while its corpus and "
@@ -47,13 +78,13 @@ def training_metadata(model_id: str, metrics: dict) -> dict:
                 "id or a local path) it is saved into the base folder instead, and with a hosted "
                 "fine-tuning backend the hosted base model is registered (neither is trained).",
 )
-def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
-               trainer: LocalTrainer, paths: FlywheelPaths, fine_tuning: FineTuning) -> dg.MaterializeResult:
+def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource, trainer: LocalTrainer,
+               paths: FlywheelPaths, fine_tuning: FineTuning, training_compute: TrainingCompute) -> dg.MaterializeResult:
     if fine_tuning.hosted:
         with duckdb.get_connection() as conn:
             registry.register_base(conn, fine_tuning.backend, fine_tuning.base_model)
         return dg.MaterializeResult(metadata={"model_id": fine_tuning.base_model, "backend": fine_tuning.backend,
-                                              "trained": False})
+                                              "trained": False}, check_results=[fully_trained(registry.Training())])
     the_task = task.load()
     model_id = base_model_id(trainer)
     model_dir = paths.models_dir / model_id
@@ -62,18 +93,20 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
     def train(log):
         corpus = runs.read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
         log(f"training base model {model_id} on {corpus.height} examples from {trainer.base_corpus}")
-        return runs.train_base_model(model_dir, corpus, the_task, architecture, train_config, log)
+        return runs.train_base_model(model_dir, corpus, the_task, architecture, train_config, log,
+                                     train_job=partial(run_training_step, context, training_compute))
 
     metrics = registry.run_training(duckdb.get_connection, model_id, model_dir, None,
                                     file_hash(Path(trainer.base_corpus)),
                                     {"architecture": architecture, "training": train_config}, train, context.log.info)
-    return dg.MaterializeResult(metadata=training_metadata(model_id, metrics))
+    return training_result(model_id, metrics)
 
 
 @dg.asset(
     group_name="train",
     kinds={"pytorch", "duckdb", "openai"},
     deps=[training_files, base_model],
+    check_specs=[fully_trained_spec("fine_tuned_model")],
     description="The fine-tuned model: warm-started from the base checkpoint (tokenizer frozen) and "
                 "trained on the curated train split, validated on the validation split; or, with a "
                 "hosted backend, a fine-tuning job on the exported training files, followed for a "
@@ -81,7 +114,8 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
                 "configuration; a re-run reuses the finished model or resumes the running job.",
 )
 def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
-                     trainer: LocalTrainer, paths: FlywheelPaths, fine_tuning: FineTuning) -> dg.MaterializeResult:
+                     trainer: LocalTrainer, paths: FlywheelPaths, fine_tuning: FineTuning,
+                     training_compute: TrainingCompute) -> dg.MaterializeResult:
     if fine_tuning.hosted:
         return _hosted_fine_tune(context, duckdb, fine_tuning, paths)
     the_task = task.load()
@@ -104,14 +138,14 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         replay = corpus.sample(min(trainer.replay_examples, corpus.height), seed=trainer.seed)
         log(f"fine-tuning {model_id} from {base_id} on {train_split.height} examples "
             f"(+{replay.height} replayed from the base corpus; {validation.height} for validation)")
-        return runs.fine_tune_model(base_dir, model_dir, train_split, validation, the_task, train_config, log, replay)
+        return runs.fine_tune_model(base_dir, model_dir, train_split, validation, the_task, train_config, log, replay,
+                                    train_job=partial(run_training_step, context, training_compute))
 
     metrics = registry.run_training(duckdb.get_connection, model_id, model_dir, base_id, version,
                                     {"training": train_config, "base_model": base_id,
                                      "replay_examples": trainer.replay_examples}, train, context.log.info)
-    return dg.MaterializeResult(metadata={**training_metadata(model_id, metrics), "base_model": base_id,
-                                          "training_data_version": version, "train_examples": train_split.height,
-                                          "validation_examples": validation.height})
+    return training_result(model_id, metrics, base_model=base_id, training_data_version=version,
+                           train_examples=train_split.height, validation_examples=validation.height)
 
 
 def _hosted_fine_tune(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, fine_tuning: FineTuning,
@@ -134,7 +168,7 @@ def _hosted_fine_tune(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
     metadata = hosted_metadata(run)
     if run.error:
         raise dg.Failure(run.error, metadata=metadata)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[fully_trained(registry.Training.of_row(run.row))])
 
 
 def hosted_metadata(run: HostedRun) -> dict:

@@ -122,9 +122,10 @@ def main() -> None:
 
     parameters = sum(p.numel() for p in LocalSeq2Seq.load(out / "base").model.parameters())
     print(f"\nparameters {parameters:,}; models in {out}")
-    print(f"base training {base_seconds:.0f}s ({base_result.steps} steps, {base_result.epochs:.1f} epochs, "
-          f"loss {base_result.train_loss:.4f}); fine-tuning {tune_seconds:.0f}s ({tune_result.steps} steps, "
-          f"loss {tune_result.train_loss:.4f}, validation loss {tune_result.validation_loss:.4f})")
+    print(f"base training {base_seconds:.0f}s ({base_result.steps} of {base_result.planned_steps} steps, "
+          f"{base_result.epochs:.1f} epochs, loss {base_result.train_loss:.4f}); fine-tuning {tune_seconds:.0f}s "
+          f"({tune_result.steps} of {tune_result.planned_steps} steps, loss {tune_result.train_loss:.4f}, "
+          f"validation loss {tune_result.validation_loss:.4f})")
     print(f"generation for {len(test)} test traces: "
           + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in generation_seconds.items()))
     print(f"\n{'model':<11} {'group':<10} {'n':>4} {'pass-all':>9} {'exact':>7}")

@@ -15,8 +15,8 @@ from assets import langsmith as langsmith_assets
 from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
 from pipeline.engine.train.hosted.api import KEY_VARIABLES
 from pipeline.resources import (
-    AnnotationFiles, CurationSettings, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, LangSmithSource, LocalTrainer,
-    TaskResource, TraceFiles,
+    AnnotationFiles, CurationSettings, EvalServing, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource,
+    LangSmithSource, LocalTrainer, TaskResource, TraceFiles, TrainingCompute,
 )
 
 ASSET_MODULES = [ingest, label, curate, train, evaluate]
@@ -60,6 +60,9 @@ def default_resources() -> dict:
         "judge": JudgeResource(model=os.environ.get("FLYWHEEL_JUDGE_MODEL") or None),
         "curation": CurationSettings(),
         "fine_tuning": fine_tuning_resource(),
+        "training_compute": TrainingCompute(launcher=os.environ.get("FLYWHEEL_TRAINING_LAUNCHER", "in_process"),
+                                            image=os.environ.get("FLYWHEEL_TRAINING_IMAGE") or None),
+        "eval_serving": EvalServing(base_url=os.environ.get("FLYWHEEL_EVAL_BASE_URL") or None),
         "langsmith": LangSmithSource(
             project=os.environ.get("LANGSMITH_PROJECT"),
             **({"api_key": dg.EnvVar("LANGSMITH_API_KEY")} if os.environ.get("LANGSMITH_API_KEY") else {})),

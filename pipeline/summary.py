@@ -1,5 +1,6 @@
-"""Print where to look after a run: table sizes, the latest eval report's figures, the promoted
-model. ``python -m pipeline.summary [database]``; opens the database read-only."""
+"""Print where to look after a run: an under-trained model first, table sizes, the latest eval
+report's figures and how its models trained (planned vs actual), the promoted model.
+``python -m pipeline.summary [database]``; opens the database read-only."""
 
 from __future__ import annotations
 
@@ -11,19 +12,23 @@ import duckdb
 
 from pipeline.engine.core.store import CONTRACT_TABLES
 from pipeline.engine.evaluate.gate import current_promoted
+from pipeline.engine.train.registry import trainings, under_trained
 
 
 def summary(database: str) -> str:
     """A plain-text summary of the database's tables and latest evaluation."""
     with duckdb.connect(database, read_only=True) as conn:
-        lines = [f"Flywheel database: {database}", "", "Tables (query them with duckdb or any DuckDB client):"]
-        for table in CONTRACT_TABLES:
-            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            lines.append(f"  {table:<20} {count:>8,} rows")
         report = conn.execute("""SELECT model_id, baseline_model_id, n_examples, r.metrics, verdict, test_set_version
             FROM eval_reports r
             JOIN fine_tuned_models m USING (model_id) WHERE r.baseline_model_id = m.base_model
             ORDER BY r.created_at DESC LIMIT 1""").fetchone()
+        training = trainings(conn, list(report[:2])) if report else {}
+        lines = [f"Flywheel database: {database}",
+                 *(f"Under-trained: {m}: {reason}" for m, reason in under_trained(training).items()),
+                 "", "Tables (query them with duckdb or any DuckDB client):"]
+        for table in CONTRACT_TABLES:
+            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            lines.append(f"  {table:<20} {count:>8,} rows")
         if report:
             model_id, baseline_id, n, metrics, verdict, test_set = report
             comparison = json.loads(metrics)["comparison"]
@@ -33,6 +38,10 @@ def summary(database: str) -> str:
                 c = comparison[metric]
                 lines.append(f"  {label:<28}{100 * c['baseline']:>9.1f}%{100 * c['candidate']:>11.1f}%{c['p_value']:>11.2g}")
             lines += [f"  base {baseline_id}", f"  fine-tuned {model_id}: {verdict.replace('_', ' ')}",
+                      "  training (trained of planned):",
+                      *(f"    {role}: {t.figures}, data {t.data_version}; {t.state}"
+                        for role, t in (("base", training.get(baseline_id)), ("fine-tuned", training.get(model_id)))
+                        if t is not None),
                       "  full report: SELECT report_markdown FROM eval_reports ORDER BY created_at DESC LIMIT 1"]
             reports = sorted((Path(database).parent / "reports").glob(f"*.{test_set}.html"), key=lambda p: p.stat().st_mtime)
             if reports:

@@ -4,12 +4,12 @@
 - :mod:`.sources`: TraceFiles, LangSmithSource, AnnotationFiles (what comes in)
 - :mod:`.tasks`: TaskResource (the task under improvement)
 - :mod:`.curation`: CurationSettings (what goes into training)
-- :mod:`.models`: JudgeResource, LocalTrainer, FineTuning (model backends)
+- :mod:`.models`: JudgeResource, LocalTrainer, TrainingCompute, FineTuning, EvalServing (model backends)
 - :mod:`.settings`: settings_resource, a resource whose fields are an engine settings dataclass's
 """
 
 from pipeline.resources.curation import CurationSettings
-from pipeline.resources.models import FineTuning, JudgeResource, LocalTrainer
+from pipeline.resources.models import EvalServing, FineTuning, JudgeResource, LocalTrainer, TrainingCompute
 from pipeline.resources.sources import AnnotationFiles, LangSmithSource, TraceFiles
 from pipeline.resources.storage import FlywheelDuckDB, FlywheelPaths
 from pipeline.resources.tasks import TaskResource
@@ -17,6 +17,7 @@ from pipeline.resources.tasks import TaskResource
 __all__ = [
     "AnnotationFiles",
     "CurationSettings",
+    "EvalServing",
     "FineTuning",
     "FlywheelDuckDB",
     "FlywheelPaths",
@@ -25,4 +26,5 @@ __all__ = [
     "LocalTrainer",
     "TaskResource",
     "TraceFiles",
+    "TrainingCompute",
 ]

@@ -1,8 +1,12 @@
-"""Model backends: the LLM judge's chat model, the local trainer, the fine-tuning backend."""
+"""Model backends: the LLM judge's chat model, the local trainer and where it computes, the
+fine-tuning backend, and the server that evaluation asks local models through."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
+from pydantic import Field
 
 from pipeline.engine.label.judge_session import JudgeSettings
 from pipeline.engine.providers.openai_chat import OpenAIChatProvider
@@ -37,7 +41,7 @@ class LocalTrainer(settings_resource(LocalTrainerSettings)):
 
     The fields are LocalTrainerSettings' (declared there). Those left as None take the engine's
     defaults (the demo's for the built-in model); set them smaller for tests. A crashed run
-    resumes from its last checkpoint (every ``checkpoint_every_seconds``/``_steps``).
+    resumes from its last checkpoint (every ``checkpoint_every_steps``).
     """
 
     def architecture(self) -> ModelConfig | PretrainedSpec:
@@ -104,3 +108,52 @@ class FineTuning(dg.ConfigurableResource):
         return JobSpec(backend=self.backend, base_model=self.base_model, data_version=data_version,
                        suffix=self.suffix, seed=self.seed,
                        hyperparameters=tuple((k, v) for k, v in hyper.items() if v is not None))
+
+
+class TrainingCompute(dg.ConfigurableResource):
+    """Where a local training step runs (:func:`pipeline.pipes.training.run_training_step`); the
+    trainer's ``processes`` (data-parallel world size) say how many processes it takes.
+
+    ``launcher``: ``in_process`` (the default: in the step's process, or torchrun started from it
+    for several processes), ``subprocess`` (torchrun on this machine, through Dagster Pipes) or
+    ``kubernetes`` (pods of ``image`` in ``namespace``, through Dagster Pipes; needs dagster-k8s).
+    On Kubernetes the processes are spread over ``nnodes`` pods, one GPU each unless
+    ``gpu_per_process`` is False; every pod mounts the claim ``volume_claim`` (the data folder,
+    models included) at ``data_mount``. Node 0 is the Pipes pod; with ``nnodes`` > 1 the others
+    are an Indexed Job that joins it through the headless Service ``service`` on
+    ``rendezvous_port`` (deploy/k8s/training.yaml). ``pod_spec`` adds PodSpec fields to every
+    training pod (nodeSelector, tolerations, serviceAccountName, imagePullSecrets).
+    """
+
+    launcher: str = "in_process"
+    nnodes: int = 1
+    image: str | None = None
+    namespace: str | None = None
+    gpu_per_process: bool = True
+    volume_claim: str = "flywheel-data"
+    data_mount: str = "/opt/flywheel/data"
+    service: str = "flywheel-training"
+    rendezvous_port: int = 29500
+    pod_spec: dict[str, Any] = {}
+
+
+class EvalServing(dg.ConfigurableResource):
+    """Evaluation of local models through an OpenAI-compatible server (vLLM or any other) instead
+    of here; off while ``base_url`` is None. Each model answers under its model id, e.g.
+    ``vllm serve data/models/<model_id> --served-model-name <model_id>``. ``api_key`` must come
+    from ``dg.EnvVar(...)``; unset, OPENAI_API_KEY is read (a server without authentication
+    accepts any non-empty value)."""
+
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    max_retries: int = 3
+    timeout: float = 120.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url)
+
+    def provider(self, model_id: str) -> OpenAIChatProvider:
+        """Chat completions with the local model ``model_id`` on the server."""
+        return OpenAIChatProvider(model_id, api_key=self.api_key, base_url=self.base_url,
+                                  max_retries=self.max_retries, timeout=self.timeout)

@@ -21,7 +21,8 @@ SOURCE_DIRS = ("pipeline", "assets")
 # left, or itself.
 ENGINE_ORDER = ("core", "tasks", "providers", "ingest", "label", "curate", "train", "evaluate")
 # What sits above the engine and must never be imported from it.
-ABOVE_ENGINE = ("assets", "pipeline.resources", "pipeline.definitions", "pipeline.automation", "pipeline.annotate")
+ABOVE_ENGINE = ("assets", "pipeline.resources", "pipeline.definitions", "pipeline.automation", "pipeline.annotate",
+                "pipeline.pipes")
 ASSET_DECORATORS = {
     "asset", "multi_asset", "graph_asset", "asset_check", "multi_asset_check",
     "observable_source_asset", "multi_observable_source_asset",

@@ -15,7 +15,7 @@ from pipeline.definitions import ASSET_MODULES
 from pipeline.engine.core import store
 from pipeline.engine.evaluate.scoring import score
 from pipeline.engine.tasks import load_task
-from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
+from pipeline.resources import EvalServing, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
 from tests.assets.tiny import tiny_resources
 from tests.fakes import FakeOpenAI
 
@@ -64,7 +64,7 @@ def prepare(folder, n=60, candidate_fails=20, candidate_good=GOOD):
 def run_gate(folder, judge=None, config=None):
     resources = {"duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")), "task": TaskResource(),
                  "judge": judge or JudgeResource(), "paths": FlywheelPaths(data_dir=str(folder)),
-                 "fine_tuning": FineTuning()}
+                 "fine_tuning": FineTuning(), "eval_serving": EvalServing()}
     with dg.instance_for_test() as instance:
         return dg.materialize([eval_report, promoted_model], resources=resources, instance=instance,
                               raise_on_error=False,

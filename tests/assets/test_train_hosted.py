@@ -102,6 +102,13 @@ def test_life_cycle_from_upload_to_promotion_and_the_key_never_leaks(setup, tiny
     steps = query(setup, f"SELECT step, train_loss FROM fine_tune_events WHERE job_id = '{job_id}' "
                          "AND type = 'metrics' ORDER BY step")
     assert [s for s, _ in steps] == list(range(1, 7)) and steps[0][1] == 2.0
+    # the provider trained every planned epoch: complete, with the steps its events reported
+    assert query(setup, "SELECT trained_steps, complete, incomplete_reason FROM fine_tuned_models "
+                        f"WHERE job_id = '{job_id}'") == [(6, True, None)]
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert checks["fine_tuned_model", "fully_trained"].passed
+    assert checks["fine_tuned_model", "fully_trained"].description.startswith("trained as planned: 6 steps")
+    assert checks["base_model", "fully_trained"].passed
     trained = metadata(result, "fine_tuned_model")
     assert trained["model_id"].value == model_id and trained["new_job"].value is True
     assert "| 6 | 0.3333 | 0.3667 |" in trained["loss_curve"].value

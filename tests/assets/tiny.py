@@ -5,6 +5,7 @@ import dagster as dg
 from pipeline.resources import (
     AnnotationFiles,
     CurationSettings,
+    EvalServing,
     FineTuning,
     FlywheelDuckDB,
     FlywheelPaths,
@@ -12,6 +13,7 @@ from pipeline.resources import (
     LocalTrainer,
     TaskResource,
     TraceFiles,
+    TrainingCompute,
 )
 
 
@@ -30,6 +32,8 @@ def tiny_resources(folder, demo):
         "judge": JudgeResource(),
         "curation": CurationSettings(),
         "fine_tuning": FineTuning(),
+        "training_compute": TrainingCompute(),
+        "eval_serving": EvalServing(),
     }
 
 

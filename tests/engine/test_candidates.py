@@ -119,6 +119,19 @@ def test_results_are_reused_when_stored_for_this_test_set_and_generated_otherwis
     assert stored == [("base-1", N), ("ft-new", N)]
 
 
+def test_results_on_a_new_test_set_are_stored_beside_the_old_ones(conn):
+    seed(conn, [model("base-1"), model("ft-new", "base-1", days=2)])
+    first = select_candidates(conn)
+    model_results(lambda: nullcontext(conn), first, TASK, lambda *model: Echo(GOOD), lambda line: None)
+    store.upsert(conn, "training_examples", split_rows(N + 5), ["example_id"])  # the test split grew
+    second = select_candidates(conn)
+    assert second.version != first.version and all(frame.is_empty() for frame in second.stored.values())
+    model_results(lambda: nullcontext(conn), second, TASK, lambda *model: Echo(GOOD), lambda line: None)
+    stored = conn.execute("SELECT model_id, test_set_version, count(*) FROM eval_results GROUP BY ALL ORDER BY ALL")
+    assert stored.fetchall() == sorted((m, version, n) for m in ("base-1", "ft-new")
+                                       for version, n in ((first.version, N), (second.version, N + 5)))
+
+
 # --- the comparison -----------------------------------------------------------------------------------------
 
 def test_the_candidate_is_compared_with_every_baseline_and_the_gate_names_regressions(conn):

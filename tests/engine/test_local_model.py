@@ -13,7 +13,7 @@ from pipeline.engine.tasks import nl2query
 
 TINY = ModelConfig(vocab_size=400, d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128,
                    dropout=0.0, max_source_tokens=96, max_target_tokens=128)
-OVERFIT = TrainConfig(epochs=250, batch_size=8, learning_rate=5e-3, warmup_steps=10, seed=0, max_seconds=None)
+OVERFIT = TrainConfig(epochs=250, batch_size=8, learning_rate=5e-3, warmup_steps=10, seed=0)
 
 DATASETS = {
     "web": ["duration_ms", "http.status_code", "service.name", "http.route"],
@@ -153,6 +153,29 @@ def test_training_stops_at_max_steps_and_logs_progress(tmp_path):
     assert any(line.startswith("step 50/60 loss") for line in log)
 
 
+def test_the_loss_is_logged_every_logging_steps_and_at_the_last_step(tmp_path):
+    sources, targets = toy_examples(16, seed=5)
+    result = train_base(tmp_path / "m", sources, targets, TINY,
+                        TrainConfig(epochs=100, batch_size=4, max_steps=23, warmup_steps=5, logging_steps=5),
+                        log=lambda _: None)
+    steps = [step for step, _ in result.loss_history]
+    assert steps == [5, 10, 15, 20, 23] and all(step % 5 == 0 for step in steps[:-1])
+    assert result.planned_steps == result.steps == 23 and result.planned_epochs == 100 and result.epochs == pytest.approx(23 / 4)
+    assert result.complete and not result.stopped_early and result.tokens > 0 and result.processes == 1
+
+
+def test_a_run_stopped_by_its_time_limit_is_recorded_as_stopped_early(tmp_path):
+    """max_seconds=0 stops after the first step, whatever the machine's speed."""
+    sources, targets = toy_examples(16, seed=5)
+    log: list[str] = []
+    result = train_base(tmp_path / "m", sources, targets, TINY,
+                        TrainConfig(epochs=10, batch_size=4, warmup_steps=5, max_seconds=0), log=log.append)
+    assert result.stopped_early and result.steps == 1 < result.planned_steps == 40 and not result.complete
+    assert result.loss_history == [(1, result.train_loss)] and any(line.startswith("step 1/40 loss") for line in log)
+    saved = json.loads((tmp_path / "m" / "flywheel.json").read_text())["result"]
+    assert saved["stopped_early"] is True and saved["steps"] == 1 and saved["planned_steps"] == 40
+
+
 def test_a_finished_model_is_reused_with_its_saved_training_result(tmp_path):
     """A re-run whose registry row was lost (say the database was deleted) still reports the
     metrics of the training that produced the folder, without training again."""
@@ -166,7 +189,7 @@ def test_a_finished_model_is_reused_with_its_saved_training_result(tmp_path):
                                      for n in range(2, 8)],
                            "output": [json.dumps({"calculations": [{"op": "COUNT"}], "time_range": n * 3600})
                                       for n in range(2, 8)]})
-    config = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, warmup_steps=1, max_steps=2, max_seconds=None)
+    config = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, warmup_steps=1, max_steps=2)
     first = train_base_model(tmp_path / "m", corpus, task, TINY, config, log=lambda _: None)
     again = train_base_model(tmp_path / "m", corpus, task, TINY, config, log=lambda _: None)
     assert first["reused"] is False and again["reused"] is True
@@ -174,11 +197,11 @@ def test_a_finished_model_is_reused_with_its_saved_training_result(tmp_path):
 
 
 def test_a_crashed_base_training_resumes_from_its_last_checkpoint_to_the_same_model(tmp_path):
-    """Weights, optimizer, RNG and the position in the data order are restored: the resumed run
-    ends exactly where an uninterrupted one does."""
+    """Weights, optimizer, scheduler, RNG, the position in the data order and the loss logged so
+    far are restored: the resumed run ends exactly where an uninterrupted one does."""
     sources, targets = toy_examples(16, seed=6)
-    config = TrainConfig(epochs=4, batch_size=3, learning_rate=3e-3, warmup_steps=2, seed=2, max_seconds=None,
-                         checkpoint_every_steps=7, checkpoint_every_seconds=None)
+    config = TrainConfig(epochs=4, batch_size=3, learning_rate=3e-3, warmup_steps=2, seed=2,
+                         checkpoint_every_steps=7, logging_steps=7)
     whole = train_base(tmp_path / "whole", sources, targets, TINY, config, log=lambda _: None)
 
     def crash(line: str) -> None:
@@ -192,11 +215,13 @@ def test_a_crashed_base_training_resumes_from_its_last_checkpoint_to_the_same_mo
         LocalSeq2Seq.load(tmp_path / "crashed")
     log: list[str] = []
     resumed = train_base(tmp_path / "crashed", sources, targets, TINY, config, log=log.append)
-    assert any(line.startswith("resuming from checkpoint step-00000014 (step 14,") for line in log)
+    assert any(line.startswith("resuming from checkpoint checkpoint-14 (step 14)") for line in log)
     assert resumed.resumed_from_step == 14 and resumed.steps == whole.steps == 24
-    # the mean loss of steps 1-24, 14 of them from before the crash
-    assert [s for s, _ in resumed.loss_history] == [s for s, _ in whole.loss_history] == [24]
+    # the loss logged before the crash comes back with the checkpoint; the last step is logged too
+    assert [s for s, _ in resumed.loss_history] == [s for s, _ in whole.loss_history] == [7, 14, 21, 24]
+    assert [loss for _, loss in resumed.loss_history] == pytest.approx([loss for _, loss in whole.loss_history],
+                                                                      rel=1e-5)
     assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-5)
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "crashed")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    assert sorted(p.name for p in (tmp_path / "crashed" / "checkpoints").iterdir()) == ["step-00000021"]
+    assert sorted(p.name for p in (tmp_path / "crashed" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-21"]

@@ -11,14 +11,16 @@ from safetensors.torch import load_file
 
 from pipeline.engine.core.versions import config_hash
 from pipeline.engine.train.local import LoraSettings, TrainConfig
-from pipeline.engine.train.local.pretrained import PretrainedModel, PretrainedSpec, fine_tune, register
+from pipeline.engine.train.local.pretrained import (
+    PretrainedModel, PretrainedSpec, chat_records, fine_tune, register,
+)
 from pipeline.engine.train.local.inference import LocalModelProvider
 from pipeline.engine.train.local.runs import fine_tune_model, train_base_model
 from tests.engine.tiny_hf import FACTS, SYSTEM, save_tiny_llama, save_tiny_t5, toy_pairs
 
 QUIET = lambda _: None  # noqa: E731
-FULL = TrainConfig(epochs=60, batch_size=4, learning_rate=5e-3, warmup_steps=5, max_seconds=None)
-LORA = TrainConfig(epochs=60, batch_size=4, learning_rate=1e-2, warmup_steps=5, max_seconds=None,
+FULL = TrainConfig(epochs=60, batch_size=4, learning_rate=5e-3, warmup_steps=5)
+LORA = TrainConfig(epochs=60, batch_size=4, learning_rate=5e-3, warmup_steps=5,
                    lora=LoraSettings(r=8, alpha=32, dropout=0.0, target_modules=("all-linear",)))
 
 
@@ -73,7 +75,7 @@ def test_lora_trains_adapters_only_and_saves_them_with_the_tokenizer(bases, kind
 
 def test_seeded_runs_are_reproducible(bases, tmp_path):
     prompts, targets = toy_pairs()
-    config = TrainConfig(epochs=6, batch_size=3, learning_rate=5e-3, warmup_steps=2, max_seconds=None, seed=3)
+    config = TrainConfig(epochs=6, batch_size=3, learning_rate=5e-3, warmup_steps=2, seed=3)
     runs = [fine_tune(bases["causal"], tmp_path / name, prompts, targets, config, log=QUIET) for name in "ab"]
     assert runs[0].loss_history == runs[1].loss_history
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in "ab")
@@ -93,19 +95,19 @@ def _crash_at(line_start: str):
 
 def test_a_crashed_lora_run_resumes_from_its_checkpoint_to_the_same_state(bases, tmp_path):
     prompts, targets = toy_pairs()
-    config = TrainConfig(epochs=8, batch_size=3, learning_rate=1e-2, warmup_steps=2, max_seconds=None, seed=1,
-                         checkpoint_every_steps=5, checkpoint_every_seconds=None, lora=LORA.lora)
+    config = TrainConfig(epochs=8, batch_size=3, learning_rate=1e-2, warmup_steps=2, seed=1,
+                         checkpoint_every_steps=5, logging_steps=5, lora=LORA.lora)
     whole = fine_tune(bases["causal"], tmp_path / "whole", prompts, targets, config, log=QUIET)
     with pytest.raises(_Crash):
         fine_tune(bases["causal"], tmp_path / "crashed", prompts, targets, config,
                   log=_crash_at("checkpoint at step 10"))
     checkpoints = tmp_path / "crashed" / "checkpoints"
-    assert [p.name for p in checkpoints.iterdir()] == ["step-00000010"]  # only the newest is kept
+    assert [p.name for p in checkpoints.glob("checkpoint-*")] == ["checkpoint-10"]  # only the newest is kept
     assert not (tmp_path / "crashed" / "flywheel.json").exists()
     assert (tmp_path / "crashed" / "tokenizer.json").is_file()
     log: list[str] = []
     resumed = fine_tune(bases["causal"], tmp_path / "crashed", prompts, targets, config, log=log.append)
-    assert any(line.startswith("resuming from checkpoint step-00000010") for line in log)
+    assert any(line.startswith("resuming from checkpoint checkpoint-10 (step 10)") for line in log)
     assert resumed.resumed_from_step == 10 and resumed.steps == whole.steps == 24
     assert [s for s, _ in resumed.loss_history] == [s for s, _ in whole.loss_history]
     losses = [loss for _, loss in whole.loss_history]
@@ -116,13 +118,32 @@ def test_a_crashed_lora_run_resumes_from_its_checkpoint_to_the_same_state(bases,
 
 def test_a_checkpoint_of_other_data_is_not_resumed(bases, tmp_path):
     prompts, targets = toy_pairs()
-    config = TrainConfig(epochs=4, batch_size=3, max_seconds=None, checkpoint_every_steps=2)
+    config = TrainConfig(epochs=4, batch_size=3, checkpoint_every_steps=2)
     with pytest.raises(_Crash):
         fine_tune(bases["causal"], tmp_path / "m", prompts, targets, config, log=_crash_at("checkpoint at step 2"))
     log: list[str] = []
     result = fine_tune(bases["causal"], tmp_path / "m", prompts[:6], targets[:6], config, log=log.append)
     assert result.resumed_from_step == 0
     assert any(line.startswith("ignoring checkpoint") for line in log)
+
+
+def test_exported_chat_records_become_prompt_completion_records(tmp_path):
+    path = tmp_path / "train.jsonl"
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "what colour is sky ?"},
+                {"role": "assistant", "content": "light blue", "weight": 1}]
+    path.write_text(json.dumps({"messages": messages}) + "\n\n")
+    assert chat_records(path) == [{"prompt": messages[:2],
+                                   "completion": [{"role": "assistant", "content": "light blue"}]}]
+    path.write_text(json.dumps({"messages": messages[:2]}) + "\n")
+    with pytest.raises(ValueError, match="line 1: the last message is not an assistant's"):
+        chat_records(path)
+
+
+def test_qlora_is_refused_with_a_reason_where_it_cannot_run(bases, tmp_path):
+    prompts, targets = toy_pairs()
+    qlora = TrainConfig(device="cpu", lora=LoraSettings(load_in_4bit=True))
+    with pytest.raises(ValueError, match="QLoRA .* needs a CUDA GPU"):
+        fine_tune(bases["causal"], tmp_path / "q", prompts, targets, qlora, log=QUIET)
 
 
 class ToyTask:

@@ -93,6 +93,24 @@ def test_connect_creates_folder_and_migrates(tmp_path):
         ro.close()
 
 
+def results(model_id, test_set, examples, passed=True):
+    return pl.DataFrame([{"model_id": model_id, "example_id": e, "test_set_version": test_set, "output": "{}",
+                          "passed_checks": passed, "exact_match": passed, "evaluated_at": T0} for e in examples])
+
+
+def test_eval_results_are_keyed_by_model_test_set_and_example(conn):
+    store.upsert(conn, "eval_results", results("ft-1", "ts1", ["e1", "e2"]), ["model_id", "test_set_version"])
+    store.upsert(conn, "eval_results", results("ft-1", "ts2", ["e1", "e3"]), ["model_id", "test_set_version"])
+    # re-evaluated on ts1: those results are replaced, ts2's stay
+    store.upsert(conn, "eval_results", results("ft-1", "ts1", ["e1", "e2"], passed=False), ["model_id", "test_set_version"])
+    assert conn.execute("SELECT test_set_version, example_id, passed_checks FROM eval_results ORDER BY ALL").fetchall() == [
+        ("ts1", "e1", False), ("ts1", "e2", False), ("ts2", "e1", True), ("ts2", "e3", True)]
+    twice = pl.concat([results("ft-2", "ts1", ["e1"]), results("ft-2", "ts1", ["e1"])])
+    with pytest.raises(duckdb.ConstraintException):  # two rows for one key never land
+        store.upsert(conn, "eval_results", twice, ["model_id", "test_set_version"])
+    assert conn.execute("SELECT count(*) FROM eval_results").fetchone()[0] == 4
+
+
 def test_read_returns_polars(conn):
     frame = store.read(conn, "SELECT ? AS a, 2 AS b", ["x"])
     assert isinstance(frame, pl.DataFrame) and frame.to_dicts() == [{"a": "x", "b": 2}]

@@ -10,7 +10,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
 FACTS = {"sky": "light blue", "grass": "green", "snow": "white", "coal": "black", "sun": "yellow",
          "blood": "dark red", "sea": "deep blue", "cloud": "grey"}
 SYSTEM = "Name the colour of the thing ."
-CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }}\n{% endfor %}"
+#: Each message ends with the end-of-sequence token, as real templates end a turn, so a model
+#: trained on an assistant turn learns to stop.
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} </s>\n{% endfor %}"
                  "{% if add_generation_prompt %}assistant :{% endif %}")
 
 
@@ -24,7 +26,8 @@ def toy_pairs() -> tuple[list[list[dict]], list[str]]:
 def _tokenizer(chat: bool) -> PreTrainedTokenizerFast:
     words = {w for text in [SYSTEM, CHAT_TEMPLATE, "what colour is ? system user assistant :", *FACTS, *FACTS.values()]
              for w in text.replace("\n", " ").split()}
-    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>", "<s>", *sorted(words)])}
+    special = ["<pad>", "</s>", "<unk>", "<s>"]
+    vocab = {t: i for i, t in enumerate([*special, *sorted(words - set(special))])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>",

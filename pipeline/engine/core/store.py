@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline.engine.core.connections import is_local
+from pipeline.engine.core.connections import check_database_path, is_local
 
 # Each migration runs once, in order, recorded in schema_migrations. Append; never edit.
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -140,6 +140,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     FROM training_examples GROUP BY split, source, coalesce(failure_mode, 'none')
     ORDER BY split, examples DESC, source, failure_mode;
     """),
+    (7, "training planned vs actual, run owner", """
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS planned_steps BIGINT;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS trained_steps BIGINT;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS planned_epochs DOUBLE;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS trained_epochs DOUBLE;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS stopped_early BOOLEAN;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS complete BOOLEAN;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS incomplete_reason VARCHAR;
+    ALTER TABLE fine_tuned_models ADD COLUMN IF NOT EXISTS run_owner VARCHAR;
+    """),
+    (8, "eval results keyed by model, test set and example", """
+    CREATE UNIQUE INDEX IF NOT EXISTS eval_results_key ON eval_results (model_id, test_set_version, example_id);
+    """),
 ]
 
 CONTRACT_TABLES = (
@@ -161,7 +174,9 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
 
 
 def connect(database: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database (creating its folder for a local file) with the schema migrated."""
+    """Open the database (creating its folder for a local file) with the schema migrated; a path
+    that can never be a DuckDB database fails at once (:func:`check_database_path`)."""
+    check_database_path(database)
     if is_local(database):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(database, read_only=read_only)

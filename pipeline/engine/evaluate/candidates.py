@@ -3,14 +3,14 @@ promoted model, on the test split (real traces never seen in training), and thei
 
 A model's results are reused when eval_results holds them for this test set version; otherwise
 they are generated with the database closed (``connect`` is a context-manager factory, e.g. the
-DuckDB resource's ``get_connection``) and stored.
+DuckDB resource's ``get_connection``) and stored beside its results on other test sets.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ContextManager
 
 import polars as pl
@@ -20,6 +20,11 @@ from pipeline.engine.evaluate.gate import current_promoted
 from pipeline.engine.evaluate.scoring import score, test_set_version
 from pipeline.engine.providers.models import ModelProvider
 from pipeline.engine.tasks import Task
+from pipeline.engine.train.registry import Training, trainings
+
+
+#: What a model's stored results on a test set are replaced by (results on other test sets stay).
+RESULTS_KEY = ["model_id", "test_set_version"]
 
 
 class NothingToEvaluate(ValueError):
@@ -29,7 +34,8 @@ class NothingToEvaluate(ValueError):
 @dataclass(frozen=True)
 class Candidates:
     """The models to evaluate (candidate, base, promoted, in that order: model id -> (backend,
-    artifact path)), the test split and its version, and each model's stored results for it."""
+    artifact path)), the test split and its version, each model's stored results for it, and how
+    each registered model trained (planned vs actual)."""
 
     candidate_id: str
     base_id: str
@@ -38,6 +44,7 @@ class Candidates:
     test: pl.DataFrame
     version: str
     stored: dict[str, pl.DataFrame]
+    training: dict[str, Training] = field(default_factory=dict)
 
     @property
     def baselines(self) -> list[str]:
@@ -79,7 +86,7 @@ def select_candidates(conn) -> Candidates:
     stored = {m: store.read(conn, "SELECT * EXCLUDE (metrics), metrics::VARCHAR AS metrics FROM eval_results "
                                   "WHERE model_id = ? AND test_set_version = ?", [m, version]) for m in models}
     promoted_id = promoted.model_id if promoted and promoted.model_id in registered else None
-    return Candidates(candidate_id, base_id, promoted_id, models, test, version, stored)
+    return Candidates(candidate_id, base_id, promoted_id, models, test, version, stored, trainings(conn, list(models)))
 
 
 def generate(provider: ModelProvider, model_id: str, test: pl.DataFrame, task: Task,
@@ -106,5 +113,5 @@ def model_results(connect: Callable[[], ContextManager], candidates: Candidates,
             continue
         results[m] = generate(serve(backend, m, path), m, candidates.test, task, log)
         with connect() as conn:
-            store.upsert(conn, "eval_results", results[m], ["model_id"])
+            store.upsert(conn, "eval_results", results[m], RESULTS_KEY)
     return results

@@ -18,6 +18,7 @@ from pipeline.engine.evaluate.report import render, render_models
 from pipeline.engine.evaluate.report_html import render_html
 from pipeline.engine.evaluate.scoring import JUDGE_METRIC, compare, examples_won_and_lost, summarize
 from pipeline.engine.label.alignment import corrected_pass_rate
+from pipeline.engine.train.registry import under_trained
 
 REPORT_SCHEMA = {
     "model_id": pl.String, "baseline_model_id": pl.String, "test_set_version": pl.String,
@@ -51,11 +52,12 @@ class Evaluation:
     def html(self) -> str:
         """The whole report as one self-contained HTML document."""
         c = self.candidates
-        return render_html(c.candidate_id, self.summaries, c.roles, self.judge, self.comparisons, self.gate, c.version)
+        return render_html(c.candidate_id, self.summaries, c.roles, self.judge, self.comparisons, self.gate, c.version,
+                           c.training)
 
     def headline(self) -> dict[str, Any]:
         """The figures a person looks at first: the models, the verdict against the base, both
-        models' headline rates, and whether the judge was on."""
+        models' headline rates, whether the judge was on, and the models trained less than planned."""
         c = self.candidates
         vs_base = self.comparisons[c.base_id]
         return {"candidate": c.candidate_id, "base": c.base_id, "promoted": c.promoted_id or "none",
@@ -64,7 +66,8 @@ class Evaluation:
                 "candidate_passed_checks": vs_base["comparison"]["passed_checks"]["candidate"],
                 "base_exact_match": vs_base["comparison"]["exact_match"]["baseline"],
                 "candidate_exact_match": vs_base["comparison"]["exact_match"]["candidate"],
-                "judge": self.judge["status"]}
+                "judge": self.judge["status"],
+                "under_trained": "; ".join(f"{m}: {r}" for m, r in under_trained(c.training).items()) or "none"}
 
 
 def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame,
@@ -86,7 +89,7 @@ def evaluate_candidates(candidates: Candidates, results: dict[str, pl.DataFrame]
     c, candidate_id = candidates, candidates.candidate_id
     skip = skipped_metrics(judge, thresholds.judge_gates)
     summaries = summaries_of(results, c.test, judge)
-    overview = render_models(summaries, c.roles, judge, c.version)
+    overview = render_models(summaries, c.roles, judge, c.version, c.training)
     now = now or datetime.now(timezone.utc)
     rows, comparisons, gate, markdown = [], {}, [], overview
     for baseline_id in c.baselines:

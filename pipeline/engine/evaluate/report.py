@@ -1,7 +1,8 @@
 """The evaluation report as markdown, for the Dagster UI and the eval_reports table.
 
-:func:`render_models` is the overview (every model's rates, latency and cost, the judge's
-alignment); :func:`render` compares a candidate with one baseline on the same examples.
+:func:`render_models` is the overview (an under-trained model flagged first, every model's rates,
+latency and cost, how each trained against its plan, the judge's alignment); :func:`render`
+compares a candidate with one baseline on the same examples.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from typing import Any
 
 import polars as pl
+
+from pipeline.engine.train.registry import Training, under_trained
 
 
 def _one_line(text: str) -> str:
@@ -62,11 +65,30 @@ def judge_status(judge: dict[str, Any]) -> list[str]:
     return lines
 
 
+def training_section(summaries: dict[str, dict[str, Any]], training: dict[str, Training]) -> list[str]:
+    """Markdown lines: how each registered model trained, planned vs actual (none when none is)."""
+    known = [m for m in summaries if m in training]
+    if not known:
+        return []
+    lines = ["", "## Training (trained of planned)", "",
+             "| model | data version | steps | epochs | tokens | training |", "|---|---|---|---|---|---|"]
+    for m in known:
+        t = training[m]
+        lines.append(f"| {_code(m)} | {_code(t.data_version)} | {t.steps_text} | {t.epochs_text} | {t.tokens_text} | "
+                     f"{_text(t.state)} |")
+    return lines
+
+
 def render_models(summaries: dict[str, dict[str, Any]], roles: dict[str, str], judge: dict[str, Any],
-                  test_set_version: str) -> str:
-    """Markdown overview: one row per model on the test set, and the judge's status."""
+                  test_set_version: str, training: dict[str, Training] | None = None) -> str:
+    """Markdown overview: an under-trained model flagged first, one row per model on the test set,
+    each registered model's training (``training``: model id -> planned vs actual), and the judge's status."""
     n = next(iter(summaries.values()))["n_examples"] if summaries else 0
+    training = training or {}
+    flags = [f"**Under-trained: {_code(m)}: {_text(reason)}.**" for m, reason in under_trained(training).items()
+             if m in summaries]
     lines = [f"# Eval report, test set `{test_set_version}` ({n} real examples never seen in training)", "",
+             *flags, *([""] if flags else []),
              "| model | role | passes all assertions | exact match | judge pass (observed) | "
              "judge pass (corrected, 95% CI) | latency per call | cost per call |",
              "|---|---|---|---|---|---|---|---|"]
@@ -79,7 +101,7 @@ def render_models(summaries: dict[str, dict[str, Any]], roles: dict[str, str], j
             f"{_pct(summary['exact_match'])} | {observed} | {corrected} | "
             f"{'n/a' if latency is None else f'{latency:.1f} ms'} | "
             f"{'n/a (local model)' if cost is None else f'${cost:.5f}'} |")
-    lines += ["", "## Judge", ""] + judge_status(judge)
+    lines += training_section(summaries, training) + ["", "## Judge", ""] + judge_status(judge)
     return "\n".join(lines) + "\n"
 
 

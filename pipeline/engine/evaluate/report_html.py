@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from pipeline.engine.evaluate.scoring import LABELS  # noqa: E402
+from pipeline.engine.train.registry import Training, under_trained  # noqa: E402
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
@@ -86,11 +87,25 @@ def _examples(frame: pl.DataFrame) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
+def _training(summaries: dict[str, dict[str, Any]], training: dict[str, Training]) -> list[str]:
+    """The training table: each registered model's steps, epochs and tokens, trained of planned."""
+    known = {m: training[m] for m in summaries if m in training}
+    if not known:
+        return []
+    rows = [f"<tr><td><code>{_e(m)}</code></td><td><code>{_e(t.data_version)}</code></td><td>{_e(t.steps_text)}</td>"
+            f"<td>{_e(t.epochs_text)}</td><td>{_e(t.tokens_text)}</td>"
+            f"<td{' class=bad' if t.complete is False else ''}>{_e(t.state)}</td></tr>" for m, t in known.items()]
+    return ["<h2>Training (trained of planned)</h2><table><tr><th>model</th><th>data version</th><th>steps</th>"
+            "<th>epochs</th><th>tokens</th><th>training</th></tr>", *rows, "</table>"]
+
+
 def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: dict[str, str],
                 judge: dict[str, Any], comparisons: dict[str, dict[str, Any]], gate: list[str],
-                test_set_version: str) -> str:
+                test_set_version: str, training: dict[str, Training] | None = None) -> str:
     """The whole report as an HTML document. ``comparisons`` maps each baseline id to
-    ``{"comparison", "verdict", "examples"}``; ``gate`` lists the regressions that block promotion."""
+    ``{"comparison", "verdict", "examples"}``; ``gate`` lists the regressions that block promotion;
+    ``training`` (model id -> planned vs actual) flags an under-trained model near the top."""
+    training = training or {}
     chart = base64.b64encode(chart_png(summaries)).decode()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report {_e(candidate_id)}</title>"
              f"<style>{_STYLE}</style></head><body>",
@@ -98,6 +113,8 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: 
              f"<p>Test set <code>{_e(test_set_version)}</code>, real examples never seen in training.</p>",
              f"<p class='{'bad' if gate else 'ok'}'>Promotion gate: "
              + (_e("blocked: " + "; ".join(gate)) if gate else "no significant regression") + "</p>",
+             *(f"<p class='bad'>Under-trained: <code>{_e(m)}</code>: {_e(reason)}.</p>"
+               for m, reason in under_trained(training).items() if m in summaries),
              f"<img alt='headline rates per model with 95% intervals' src='data:image/png;base64,{chart}'>",
              "<h2>Models</h2><table><tr><th>model</th><th>role</th><th>passes all assertions</th><th>exact match</th>"
              "<th>judge pass (observed)</th><th>judge pass (corrected, 95% CI)</th><th>latency per call</th>"
@@ -112,7 +129,7 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: 
                      f"<td>{_pct(j.get('observed'))}</td><td>{corrected}</td>"
                      f"<td>{'n/a' if latency is None else f'{latency:.1f} ms'}</td>"
                      f"<td>{'n/a (local model)' if cost is None else f'${cost:.5f}'}</td></tr>")
-    parts.append("</table><h2>Judge</h2>")
+    parts += ["</table>", *_training(summaries, training), "<h2>Judge</h2>"]
     if judge.get("status") != "on":
         parts.append(f"<p>The judge was off: {_e(judge.get('reason', 'no judge model configured'))}.</p>")
     else:

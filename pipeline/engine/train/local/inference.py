@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.engine.tasks import Task
 from pipeline.engine.train.local import LocalSeq2Seq
-from pipeline.engine.train.local.loop import resolve_device
+from pipeline.engine.train.local.devices import resolve_device
 from pipeline.engine.train.local.pretrained import PretrainedModel
 from pipeline.engine.train.local.runs import is_pretrained, model_source
 

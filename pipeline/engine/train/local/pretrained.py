@@ -2,30 +2,43 @@
 LoRA (peft) fine-tuning, batched greedy generation, on the CPU or a GPU.
 
 ``register`` saves the pretrained model and its tokenizer into the base model's directory (no
-training), so fine-tuning always starts from a directory of ours. A prompt is the task's chat
-messages: a causal LM reads them through the tokenizer's chat template (or plain text when it
-has none) followed by the completion, with the loss on the completion only; a seq2seq model
-reads the same text in its encoder and the completion is its target. A LoRA run saves the
+training), so fine-tuning always starts from a directory of ours. Examples are conversational
+prompt-completion records (:func:`chat_record`, :func:`chat_records` for exported chat JSONL).
+A causal LM trains with TRL's SFTTrainer, the prompt through the tokenizer's chat template (or
+plain text when it has none), the loss on the completion only; a seq2seq model trains with
+Seq2SeqTrainer, the prompt's text in its encoder and the completion as its target. LoRA adapters
+come from peft (QLoRA: the base in 4 bits, on a GPU with bitsandbytes). A LoRA run saves the
 adapter (``adapter_config.json``, ``adapter_model.safetensors``); a full run the whole model.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+from datasets import Dataset, disable_progress_bars
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
+    Seq2SeqTrainingArguments, Trainer, set_seed,
+)
+from trl import SFTConfig
 
-from pipeline.engine.train.local import loop
-from pipeline.engine.train.local.loop import Pairs, TrainConfig, TrainResult
-from pipeline.engine.train.local.folders import CHECKPOINTS, prepare, read_meta, write_model
+from pipeline.engine.train.local import trainer
+from pipeline.engine.train.local.config import TrainConfig, TrainResult
+from pipeline.engine.train.local.devices import resolve_device, set_threads, to_device
+from pipeline.engine.train.local.folders import prepare, read_meta, write_model
+from pipeline.engine.train.local.seq2seq import Pairs, records as seq2seq_records
 
 Messages = list[dict[str, str]]
+#: {"prompt": messages, "completion": [the assistant's message]}: TRL's conversational prompt-completion.
+ChatRecord = dict[str, Messages]
 #: Defaults for fine-tuning a pretrained model: a few epochs at a small learning rate (LoRA's is larger).
-FINE_TUNE_CONFIG = TrainConfig(epochs=3.0, batch_size=8, learning_rate=5e-5, warmup_steps=20, max_seconds=None)
+FINE_TUNE_CONFIG = TrainConfig(epochs=3.0, batch_size=8, learning_rate=5e-5, warmup_steps=20)
 LORA_LEARNING_RATE = 2e-4
 
 
@@ -55,34 +68,65 @@ def register(spec: PretrainedSpec, model_dir: Path, log: Callable[[str], None] =
     return figures
 
 
+def chat_record(prompt: Messages, completion: str) -> ChatRecord:
+    """A prompt (chat messages) and the assistant's completion as a prompt-completion record."""
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+
+
+def chat_records(path: Path) -> list[ChatRecord]:
+    """The records of an exported chat JSONL file (a {"messages": [...]} object a line): every
+    message but the last is the prompt, the last (the assistant's) the completion."""
+    out = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            messages = [{"role": m["role"], "content": m["content"]} for m in json.loads(line)["messages"]]
+            if len(messages) < 2 or messages[-1]["role"] != "assistant":
+                raise ValueError(f"{path} line {number}: the last message is not an assistant's after a prompt")
+            out.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    return out
+
+
 def fine_tune(base_dir: Path, model_dir: Path, prompts: list[Messages], targets: list[str], config: TrainConfig,
               validation: tuple[list[Messages], list[str]] | None = None,
               log: Callable[[str], None] = print) -> TrainResult:
-    """Fine-tune the model in ``base_dir`` (from ``register`` or an earlier fine-tune) on
-    (prompt, completion) pairs, fully or with LoRA adapters; save under ``model_dir``."""
+    """Fine-tune the model in ``base_dir`` on (prompt, completion) pairs: :func:`fine_tune_records`."""
     if len(prompts) != len(targets) or not prompts:
         raise ValueError(f"need as many targets as prompts, and some: got {len(prompts)} and {len(targets)}")
+    held_out = [chat_record(p, t) for p, t in zip(*validation)] if validation else None
+    return fine_tune_records(base_dir, model_dir, [chat_record(p, t) for p, t in zip(prompts, targets)], config,
+                             held_out, log)
+
+
+def fine_tune_records(base_dir: Path, model_dir: Path, records: list[ChatRecord], config: TrainConfig,
+                      validation: list[ChatRecord] | None = None,
+                      log: Callable[[str], None] = print) -> TrainResult:
+    """Fine-tune the model in ``base_dir`` (from ``register`` or an earlier fine-tune) on
+    prompt-completion records, fully or with LoRA adapters; save under ``model_dir``."""
+    if not records:
+        raise ValueError("need some training records")
     model_dir = Path(model_dir)
     meta = read_meta(base_dir)
     if meta["lora"]:
         raise ValueError(f"{base_dir} holds a LoRA adapter; fine-tune from a full model")
-    loop.seed_everything(config.seed)
-    model, tokenizer = _load(base_dir, meta, torch.float32)
-    if config.lora is not None:
-        model = get_peft_model(model, _lora_config(meta["kind"], config))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    set_seed(config.seed)
+    quantization = _quantization(config)
+    model = _model_class(meta["kind"]).from_pretrained(base_dir, **_load_options(quantization))
+    if quantization is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    codec = _Codec(AutoTokenizer.from_pretrained(base_dir), meta["kind"], PretrainedSpec(**meta["spec"]))
+    build = _causal_trainer if meta["kind"] == "causal" else _seq2seq_trainer
+    run = build(model, codec, records, validation, config, model_dir)
+    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     log(f"fine-tuning {meta['kind']} model from {base_dir} ({'LoRA' if config.lora else 'full'}): "
-        f"{trainable:,} of {_count(model):,} parameters train")
-    prepare(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    codec = _Codec(tokenizer, meta["kind"], PretrainedSpec(**meta["spec"]))
-    data = codec.pairs(prompts, targets)
-    held_out = codec.pairs(*validation) if validation else None
-    result = loop.train(model, data, codec.collate, config, held_out, log, model_dir / CHECKPOINTS)
-    write_model(model_dir, lambda d: model.save_pretrained(d),
-                {"backend": "transformers", "kind": meta["kind"], "spec": meta["spec"],
-                 "base_dir": str(base_dir) if config.lora else None, "lora": config.lora is not None,
-                 "train_config": asdict(config), "result": asdict(result)})
+        f"{trainable:,} of {_count(run.model):,} parameters train")
+    result = trainer.fit(run, config, trainer.fingerprint(records, config), log)
+    if trainer.is_main_process():
+        write_model(model_dir, lambda d: run.model.save_pretrained(d),
+                    {"backend": "transformers", "kind": meta["kind"], "spec": meta["spec"],
+                     "base_dir": str(base_dir) if config.lora else None, "lora": config.lora is not None,
+                     "train_config": asdict(config), "result": asdict(result)})
     return result
 
 
@@ -91,13 +135,13 @@ class PretrainedModel:
 
     def __init__(self, model_dir: Path, device: str = "auto"):
         meta = read_meta(model_dir)
-        self.device = loop.resolve_device(device)
+        self.device = resolve_device(device)
         dtype = torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
         if meta["lora"]:
             base_dir = Path(meta["base_dir"])
             if not base_dir.is_dir():  # saved relative to another working directory: a sibling folder
                 base_dir = Path(model_dir).parent / base_dir.name
-            base, _ = _load(base_dir, read_meta(base_dir), dtype)
+            base = _model_class(meta["kind"]).from_pretrained(base_dir, dtype=dtype)
             self.model = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
         else:
             self.model = _model_class(meta["kind"]).from_pretrained(model_dir, dtype=dtype)
@@ -107,7 +151,7 @@ class PretrainedModel:
     @torch.no_grad()
     def generate(self, prompts: list[Messages], batch_size: int = 32) -> list[str]:
         """Greedy completion of each prompt, batched by similar length."""
-        loop.set_threads()
+        set_threads()
         codec, tokenizer = self.codec, self.codec.tokenizer
         ids = [codec.prompt_ids(p) for p in prompts]
         outputs = [""] * len(prompts)
@@ -116,7 +160,7 @@ class PretrainedModel:
             chunk = order[start:start + batch_size]
             batch = codec.pad([ids[i] for i in chunk], left=codec.kind == "causal")
             generated = self.model.generate(
-                **loop.to_device(batch, self.device), do_sample=False, num_beams=1,
+                **to_device(batch, self.device), do_sample=False, num_beams=1,
                 max_new_tokens=codec.spec.max_target_tokens, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id)
             if codec.kind == "causal":
@@ -127,57 +171,109 @@ class PretrainedModel:
 
 
 class _Codec:
-    """Prompts and completions to token ids and padded batches, the same at training and inference."""
+    """Prompts and completions as the model reads them, the same at training and inference."""
 
     def __init__(self, tokenizer, kind: str, spec: PretrainedSpec):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer, self.kind, self.spec = tokenizer, kind, spec
 
+    def prompt_text(self, messages: Messages) -> str:
+        """A prompt as plain text, for a tokenizer without a chat template."""
+        return "\n\n".join(m["content"] for m in messages) + "\n"
+
     def prompt_ids(self, messages: Messages) -> list[int]:
-        """The prompt's ids, truncated from the start (a question comes last)."""
+        """The prompt's ids (as SFTTrainer tokenizes it), truncated from the start (a question comes last)."""
         tokenizer = self.tokenizer
         if tokenizer.chat_template:
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                return_dict=True)["input_ids"]
         else:
-            ids = tokenizer("\n\n".join(m["content"] for m in messages) + "\n")["input_ids"]
+            ids = tokenizer(self.prompt_text(messages))["input_ids"]
         return ids[-self.spec.max_source_tokens:]
 
-    def completion_ids(self, target: str) -> list[int]:
-        ids = self.tokenizer(target, add_special_tokens=False)["input_ids"][:self.spec.max_target_tokens - 1]
-        return ids + [self.tokenizer.eos_token_id]
+    def sft_record(self, record: ChatRecord) -> dict[str, Any]:
+        """A record for SFTTrainer: conversational through the chat template, else plain text."""
+        if self.tokenizer.chat_template:
+            return record
+        return {"prompt": self.prompt_text(record["prompt"]), "completion": record["completion"][-1]["content"]}
 
-    def pairs(self, prompts: list[Messages], targets: list[str]) -> Pairs:
-        return [(self.prompt_ids(p), self.completion_ids(t)) for p, t in zip(prompts, targets)]
+    def seq2seq_pairs(self, records: list[ChatRecord]) -> Pairs:
+        """(prompt ids, completion ids ending with end-of-sequence) of each record."""
+        out = []
+        for record in records:
+            completion = self.tokenizer(record["completion"][-1]["content"], add_special_tokens=False)["input_ids"]
+            out.append((self.prompt_ids(record["prompt"]),
+                        completion[:self.spec.max_target_tokens - 1] + [self.tokenizer.eos_token_id]))
+        return out
 
-    def pad(self, rows: list[list[int]], left: bool = False, value: int | None = None) -> dict[str, torch.Tensor]:
-        value = self.tokenizer.pad_token_id if value is None else value
+    def pad(self, rows: list[list[int]], left: bool = False) -> dict[str, torch.Tensor]:
+        """Prompts padded into a batch for generation (on the left for a causal LM)."""
+        value = self.tokenizer.pad_token_id
         width = max(len(r) for r in rows)
         pads = [[value] * (width - len(r)) for r in rows]
         masks = [[0] * len(p) + [1] * len(r) if left else [1] * len(r) + [0] * len(p) for r, p in zip(rows, pads)]
         ids = [p + r if left else r + p for r, p in zip(rows, pads)]
         return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(masks)}
 
-    def collate(self, pairs: Pairs) -> tuple[dict[str, torch.Tensor], int]:
-        """A training batch: seq2seq (source, labels) or causal (prompt + completion, loss on the completion)."""
-        if self.kind == "seq2seq":
-            batch = self.pad([s for s, _ in pairs])
-            labels = self.pad([t for _, t in pairs], value=-100)["input_ids"]
-            return {**batch, "labels": labels}, int(batch["attention_mask"].sum()) + int((labels != -100).sum())
-        batch = self.pad([s + t for s, t in pairs])
-        labels = self.pad([[-100] * len(s) + t for s, t in pairs], value=-100)["input_ids"]
-        return {**batch, "labels": labels}, int(batch["attention_mask"].sum())
+
+def _causal_trainer(model, codec: _Codec, records: list[ChatRecord], validation: list[ChatRecord] | None,
+                    config: TrainConfig, model_dir: Path) -> Trainer:
+    """TRL's SFTTrainer on the records, the loss on the completion; LoRA through its peft_config."""
+    disable_progress_bars()
+    spec = codec.spec
+    args = trainer.arguments(SFTConfig, config, model_dir, len(records), completion_only_loss=True,
+                             max_length=spec.max_source_tokens + spec.max_target_tokens)
+    trainer.prepare_folder(args, model_dir, codec.tokenizer.save_pretrained)
+
+    def dataset(rows: list[ChatRecord]) -> Dataset:
+        return Dataset.from_list([codec.sft_record(r) for r in rows])
+
+    return trainer.SeededSFTTrainer(model=model, args=args, train_dataset=dataset(records),
+                                    eval_dataset=dataset(validation) if validation else None,
+                                    processing_class=codec.tokenizer,
+                                    peft_config=_lora_config("causal", config) if config.lora else None)
+
+
+def _seq2seq_trainer(model, codec: _Codec, records: list[ChatRecord], validation: list[ChatRecord] | None,
+                     config: TrainConfig, model_dir: Path) -> Trainer:
+    """Seq2SeqTrainer on the records' (prompt, completion) ids; LoRA through peft's get_peft_model."""
+    if config.lora is not None:
+        model = get_peft_model(model, _lora_config("seq2seq", config))
+    args = trainer.arguments(Seq2SeqTrainingArguments, config, model_dir, len(records))
+    trainer.prepare_folder(args, model_dir, codec.tokenizer.save_pretrained)
+    return trainer.SeededSeq2SeqTrainer(
+        model=model, args=args, train_dataset=seq2seq_records(codec.seq2seq_pairs(records)),
+        eval_dataset=seq2seq_records(codec.seq2seq_pairs(validation)) if validation else None,
+        data_collator=DataCollatorForSeq2Seq(codec.tokenizer), processing_class=codec.tokenizer)
+
+
+def _quantization(config: TrainConfig):
+    """The 4-bit quantization QLoRA asks for (None without it); an error where it cannot run."""
+    if config.lora is None or not config.lora.load_in_4bit:
+        return None
+    if resolve_device(config.device).type != "cuda":
+        raise ValueError("QLoRA (load_in_4bit) needs a CUDA GPU; use LoRA without it on this device")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ValueError("QLoRA (load_in_4bit) needs bitsandbytes (pip install bitsandbytes)") from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def _load_options(quantization) -> dict[str, Any]:
+    """from_pretrained's options: float32 weights, or the 4-bit base on this process's GPU."""
+    if quantization is None:
+        return {"dtype": torch.float32}
+    return {"quantization_config": quantization, "dtype": torch.bfloat16,
+            "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
 
 
 def _model_class(kind: str):
     return AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-
-
-def _load(model_dir: Path, meta: dict, dtype: torch.dtype):
-    """Model and tokenizer of a full model directory (registered or fully fine-tuned)."""
-    model = _model_class(meta["kind"]).from_pretrained(model_dir, dtype=dtype)
-    return model, AutoTokenizer.from_pretrained(model_dir)
 
 
 def _lora_config(kind: str, config: TrainConfig) -> LoraConfig:

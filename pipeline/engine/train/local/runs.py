@@ -3,12 +3,14 @@ the same prompt at training and inference (:func:`model_source`).
 
 The base model is either the built-in one (``ModelConfig``: trained here from the base corpus)
 or a pretrained transformers model (``PretrainedSpec``: registered into the base directory
-without training); fine-tuning and inference follow whichever the base directory holds.
+without training); fine-tuning and inference follow whichever the base directory holds. A run
+trains in ``TrainConfig.processes`` data-parallel processes (:mod:`.launch`).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -16,10 +18,14 @@ from typing import Any, Callable
 import polars as pl
 
 from pipeline.engine.core.versions import config_hash, file_hash
-from pipeline.engine.train.local import ModelConfig, TrainConfig, fine_tune, pretrained, train_base
-from pipeline.engine.train.local.pretrained import PretrainedSpec
+from pipeline.engine.train.local import ModelConfig, TrainConfig, launch, pretrained
 from pipeline.engine.train.local.folders import META_FILE, read_meta
+from pipeline.engine.train.local.pretrained import PretrainedSpec
 from pipeline.engine.tasks import Task
+from pipeline.engine.train.local.config import TrainResult
+
+#: What trains a job: (job, processes, log) -> its result; launch.train_in_processes or one on other compute.
+TrainJob = Callable[[launch.Job, int, Callable[[str], None]], TrainResult]
 
 
 def base_model_id(corpus: Path, architecture: ModelConfig | PretrainedSpec, train_config: TrainConfig,
@@ -84,27 +90,33 @@ def is_pretrained(model_dir: Path) -> bool:
 
 
 def train_base_model(model_dir: Path, corpus: pl.DataFrame, task: Task, model_config: ModelConfig | PretrainedSpec,
-                     train_config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
+                     train_config: TrainConfig, log: Callable[[str], None],
+                     train_job: TrainJob = launch.train_in_processes) -> dict[str, Any]:
     """Train the base model unless ``model_dir`` already holds it; returns its training metrics.
 
-    A pretrained model is not trained: it is saved into ``model_dir`` with its tokenizer.
+    A pretrained model is not trained: it is saved into ``model_dir`` with its tokenizer. The job
+    runs through ``train_job`` (here, in ``train_config.processes`` processes, by default).
     """
     if is_complete(model_dir):
         return reused(model_dir, log)
     if isinstance(model_config, PretrainedSpec):
         return {"reused": False, **pretrained.register(model_config, model_dir, log)}
-    sources, targets = pairs(corpus, task)
-    result = train_base(model_dir, sources, targets, model_config, train_config, log=log)
+    with tempfile.TemporaryDirectory(prefix="flywheel-data-") as folder:
+        job = launch.write_job(Path(folder), launch.BASE, model_dir, pairs(corpus, task), None, train_config,
+                               model_config=model_config)
+        result = train_job(job, train_config.processes, log)
     return {"reused": False, **asdict(result)}
 
 
 def fine_tune_model(base_dir: Path, model_dir: Path, train: pl.DataFrame, validation: pl.DataFrame,
                     task: Task, train_config: TrainConfig, log: Callable[[str], None],
-                    replay: pl.DataFrame | None = None) -> dict[str, Any]:
+                    replay: pl.DataFrame | None = None,
+                    train_job: TrainJob = launch.train_in_processes) -> dict[str, Any]:
     """Warm-start from ``base_dir`` and fine-tune on ``train`` unless already done.
 
     ``replay`` (examples from the base's own corpus) is mixed into the training set so that
-    learning the team's data does not make the model forget what it knew (rehearsal).
+    learning the team's data does not make the model forget what it knew (rehearsal). The job
+    runs through ``train_job``, as in :func:`train_base_model`.
     """
     if is_complete(model_dir):
         return reused(model_dir, log)
@@ -114,6 +126,9 @@ def fine_tune_model(base_dir: Path, model_dir: Path, train: pl.DataFrame, valida
         replay_sources, replay_targets = to_pairs(replay, task)
         sources, targets = sources + replay_sources, targets + replay_targets
     valid = to_pairs(validation, task) if validation.height else None
-    tune = pretrained.fine_tune if is_pretrained(base_dir) else fine_tune
-    result = tune(base_dir, model_dir, sources, targets, train_config, validation=valid, log=log)
+    function = launch.PRETRAINED_FINE_TUNE if is_pretrained(base_dir) else launch.FINE_TUNE
+    with tempfile.TemporaryDirectory(prefix="flywheel-data-") as folder:
+        job = launch.write_job(Path(folder), function, model_dir, (sources, targets), valid, train_config,
+                               base_dir=base_dir)
+        result = train_job(job, train_config.processes, log)
     return {"reused": False, "replay_examples": 0 if replay is None else replay.height, **asdict(result)}

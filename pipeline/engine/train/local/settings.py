@@ -2,15 +2,16 @@
 
 One flat record (the ``LocalTrainer`` resource's config fields are these fields): what to train
 (the built-in seq2seq model or a pretrained one), its size, how long base training and
-fine-tuning run, LoRA, and where and how often a run checkpoints. Sizes and lengths left as None
-take the engine's defaults (the demo's for the built-in model).
+fine-tuning run (by epochs and steps), LoRA, and where and how a run trains (device, processes,
+precision) and checkpoints. Sizes and lengths left as None take the engine's defaults (the
+demo's for the built-in model).
 """
 
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pipeline.engine.train.local import pretrained
-from pipeline.engine.train.local.loop import LoraSettings, TrainConfig
+from pipeline.engine.train.local.config import LoraSettings, TrainConfig
 from pipeline.engine.train.local.pretrained import PretrainedSpec
 from pipeline.engine.train.local.seq2seq import FINE_TUNE_CONFIG, ModelConfig
 
@@ -23,8 +24,8 @@ def _doc(default: Any, text: str) -> Any:
 @dataclass(frozen=True)
 class LocalTrainerSettings:
     """The local backend: the built-in small seq2seq transformer (trained here from the base
-    corpus) or a pretrained transformers model, fine-tuned fully or with LoRA, on ``device``.
-    Training is checkpointed every ``checkpoint_every_seconds`` (and/or ``checkpoint_every_steps``)
+    corpus) or a pretrained transformers model, fine-tuned fully or with LoRA, on ``device`` in
+    ``processes`` data-parallel processes. Training is checkpointed every ``checkpoint_every_steps``
     under the model's folder, and a crashed run resumes from there."""
 
     base_corpus: str = "data/demo/base_corpus.jsonl"
@@ -56,9 +57,15 @@ class LocalTrainerSettings:
     lora_dropout: float = LoraSettings.dropout
     lora_target_modules: list[str] | None = _doc(
         None, 'Modules to adapt (None: peft\'s default for the architecture; ["all-linear"]: every linear layer).')
+    qlora: bool = _doc(False, "LoRA on the base loaded in 4 bits (bitsandbytes); a CUDA GPU only.")
+    gradient_accumulation_steps: int = TrainConfig.gradient_accumulation_steps
+    gradient_checkpointing: bool = TrainConfig.gradient_checkpointing
+    mixed_precision: str = _doc(TrainConfig.mixed_precision, '"auto": bf16 on a GPU that has it; "no", "bf16", "fp16".')
+    processes: int = _doc(TrainConfig.processes, "Data-parallel processes for local training (torchrun): GPUs, or CPU "
+                                                 "processes sharing the cores.")
     device: str = _doc(TrainConfig.device, '"auto": cuda when available.')
-    checkpoint_every_seconds: float | None = TrainConfig.checkpoint_every_seconds
     checkpoint_every_steps: int | None = TrainConfig.checkpoint_every_steps
+    logging_steps: int = TrainConfig.logging_steps
 
     def architecture(self) -> ModelConfig | PretrainedSpec:
         """The model to train: the pretrained one when named, else the built-in one's size."""
@@ -73,7 +80,7 @@ class LocalTrainerSettings:
     def base_train_config(self) -> TrainConfig:
         """How the built-in model's base training runs."""
         return _override(TrainConfig(), epochs=self.base_epochs, max_steps=self.base_max_steps,
-                         batch_size=self.batch_size, seed=self.seed, **self._runtime())
+                         batch_size=self.batch_size, seed=self.seed, **self._shared())
 
     def finetune_train_config(self) -> TrainConfig:
         """How fine-tuning runs: the engine's defaults for the model (and LoRA), with what is set."""
@@ -84,15 +91,19 @@ class LocalTrainerSettings:
         else:
             defaults = FINE_TUNE_CONFIG
         lora = LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            target_modules=tuple(self.lora_target_modules) if self.lora_target_modules else None)
+                            target_modules=tuple(self.lora_target_modules) if self.lora_target_modules else None,
+                            load_in_4bit=self.qlora)
         return _override(defaults, epochs=self.finetune_epochs, max_steps=self.finetune_max_steps,
                          max_seconds=self.finetune_max_seconds, learning_rate=self.finetune_learning_rate,
                          batch_size=self.batch_size, seed=self.seed, lora=lora if self.lora else None,
-                         **self._runtime())
+                         **self._shared())
 
-    def _runtime(self) -> dict[str, Any]:
-        """Settings that do not change the model: TrainConfig's unhashed fields (left out of model ids)."""
-        return {f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.metadata.get("hash") is False}
+    def _shared(self) -> dict[str, Any]:
+        """What both trainings take as set here: TrainConfig's unhashed fields (left out of model
+        ids), and the processes, accumulation and precision (which count in them)."""
+        unhashed = {f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.metadata.get("hash") is False}
+        return {**unhashed, "processes": self.processes, "mixed_precision": self.mixed_precision,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps}
 
 
 def _override(config, **values):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
 from pipeline.engine.train.local.literals import PLACEHOLDERS
 
@@ -51,6 +52,12 @@ def save_tokenizer(tokenizer: Tokenizer, directory: Path) -> None:
 def load_tokenizer(directory: Path) -> Tokenizer:
     """The tokenizer saved in ``directory``."""
     return Tokenizer.from_file(str(Path(directory) / FILE_NAME))
+
+
+def fast_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """``tokenizer`` as a transformers tokenizer with its pad and end-of-sequence ids: what the
+    trainer's collator pads batches with."""
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS, unk_token=UNK)
 
 
 def encode(tokenizer: Tokenizer, texts: list[str], max_tokens: int, keep_end: bool = False) -> list[list[int]]:
