@@ -11,19 +11,22 @@ from pipeline.engine.label.annotations import label_counts, read_annotation_file
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TaskResource, TraceFiles
 
 
-def rejection_check(asset: str, rejected: int, read: int) -> dg.AssetCheckResult:
-    """The rejection_rate check's result: warns above REJECTION_RATE_WARN."""
+def rejection_check(asset: str, rejected: int, read: int, files_quarantined: int = 0) -> dg.AssetCheckResult:
+    """The rejection_rate check's result: warns above REJECTION_RATE_WARN, or when a file was quarantined."""
     rate = rejection_rate(rejected, read)
+    quarantined = f"; {files_quarantined} files quarantined" if files_quarantined else ""
     return dg.AssetCheckResult(
-        check_name="rejection_rate", asset_key=asset, passed=rate <= REJECTION_RATE_WARN,
-        severity=dg.AssetCheckSeverity.WARN, metadata={"rejection_rate": rate, "rejected": rejected, "read": read},
-        description=f"{rate:.1%} of {read} records rejected")
+        check_name="rejection_rate", asset_key=asset, passed=rate <= REJECTION_RATE_WARN and not files_quarantined,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rejection_rate": rate, "rejected": rejected, "read": read, "files_quarantined": files_quarantined},
+        description=f"{rate:.1%} of {read} records rejected{quarantined}")
 
 
 def rejection_spec(asset: str) -> dg.AssetCheckSpec:
     """The rejection_rate check of an ingesting asset."""
     return dg.AssetCheckSpec("rejection_rate", asset=asset,
-                             description=f"Warns when more than {REJECTION_RATE_WARN:.0%} of records read are rejected.")
+                             description=f"Warns when more than {REJECTION_RATE_WARN:.0%} of records read are "
+                                         "rejected, or when a file could not be read (quarantined).")
 
 
 @dg.asset(
@@ -46,15 +49,17 @@ def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
                               settle_seconds=trace_files.settle_seconds)
         total, rejected_total = stored_totals(conn)
     context.log.info(f"ingested {report.ingested} new traces from {len(report.files_read)} files "
-                     f"({report.files_unchanged} unchanged, {len(report.files_waiting)} still being written); "
-                     f"{report.rejected} rejected, {report.duplicates} duplicates")
+                     f"({report.files_unchanged} unchanged, {len(report.files_waiting)} still being written, "
+                     f"{len(report.files_quarantined)} quarantined); {report.rejected} rejected, "
+                     f"{report.duplicates} duplicates")
     return dg.MaterializeResult(
         metadata={"dagster/row_count": total, "new_traces": report.ingested, "duplicates": report.duplicates,
                   "rejected_in_run": report.rejected, "rejected_total": rejected_total,
                   "counts": counts_table(report.counts()),
                   "files_waiting": dg.MetadataValue.json(report.files_waiting),
+                  "files_quarantined": dg.MetadataValue.json(report.files_quarantined),
                   "rejections": preview(report.rejections_preview())},
-        check_results=[rejection_check("raw_traces", report.rejected, report.records)],
+        check_results=[rejection_check("raw_traces", report.rejected, report.records, len(report.files_quarantined))],
     )
 
 

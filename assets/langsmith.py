@@ -9,7 +9,7 @@ import os
 import dagster as dg
 
 from assets.ingest import rejection_check, rejection_spec
-from assets.metadata import counts_table
+from assets.metadata import counts_table, preview
 from pipeline.engine.ingest.langsmith_source import fetch_runs, ingest_runs
 from pipeline.resources import FlywheelDuckDB, LangSmithSource, TaskResource
 
@@ -43,8 +43,6 @@ def langsmith_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         metadata={"runs": report.runs, "new_traces": report.ingested, "duplicates": report.duplicates,
                   "rejected": report.rejected, "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
                   "counts": counts_table(report.counts()),
-                  "rejections": dg.MetadataValue.md("\n".join(f"- `{r['location']}`: {r['reason']}"
-                                                              for r in report.rejections)
-                                                    or "_none_")},
+                  "rejections": preview(report.rejections_preview())},
         check_results=[rejection_check("langsmith_traces", report.rejected, report.runs)],
     )

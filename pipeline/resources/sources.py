@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from pydantic import field_validator
+from pydantic import Field
 
 from pipeline.engine.ingest.langsmith_source import RunQuery
 
@@ -13,25 +16,54 @@ class TraceFiles(dg.ConfigurableResource):
     """Trace files to ingest: JSONL, JSON or Parquet (optionally gzip) files, or folders searched
     recursively; records in the project's format, OpenAI chat logs or LangSmith run exports.
     A file modified less than ``settle_seconds`` ago is still being written: only its complete
-    lines are read (other formats wait)."""
+    lines are read (other formats wait). Settings out of range fail when the resource is made,
+    with the setting named (a path that does not exist yet is fine: it is a folder to watch)."""
 
     paths: list[str] = ["data/demo/traces.jsonl", "data/traces/incoming"]
     source_name: str = "drop_folder"
     max_record_bytes: int = 1_000_000
     settle_seconds: float = 5.0
 
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _paths(cls, paths: Any) -> Any:
+        for path in paths if isinstance(paths, list) else []:
+            if isinstance(path, str) and (not path.strip() or "\x00" in path):
+                raise ValueError(f"TraceFiles.paths: {path!r} is not a usable path (empty, or holding a NUL byte)")
+        return paths
+
+    @field_validator("max_record_bytes", mode="before")
+    @classmethod
+    def _max_record_bytes(cls, value: Any) -> Any:
+        if _given(value) and value <= 0:
+            raise ValueError(f"TraceFiles.max_record_bytes must be a positive number of bytes, got {value!r}")
+        return value
+
+    @field_validator("settle_seconds", mode="before")
+    @classmethod
+    def _settle_seconds(cls, value: Any) -> Any:
+        if _given(value) and not 0 <= value < float("inf"):
+            raise ValueError(f"TraceFiles.settle_seconds must be 0 or more (finite), got {value!r}")
+        return value
+
+
+def _given(value: Any) -> bool:
+    """Whether ``value`` is a number given now (not an environment variable read at run time)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not hasattr(value, "env_var_name")
+
 
 class LangSmithSource(dg.ConfigurableResource):
     """Runs pulled from the LangSmith API: a project, a run type and a filter expression (for
     example ``has(tags, "production")``). ``api_key`` comes from the environment
-    (``dg.EnvVar("LANGSMITH_API_KEY")``), never from code; ``api_url`` defaults to
-    LANGSMITH_ENDPOINT or LangSmith's cloud. Unconfigured (no key or project), it pulls nothing."""
+    (``dg.EnvVar("LANGSMITH_API_KEY")``), never from code, and is left out of the repr (errors
+    from the API come with it redacted); ``api_url`` defaults to LANGSMITH_ENDPOINT or
+    LangSmith's cloud. Unconfigured (no key or project), it pulls nothing."""
 
     project: str | None = None
     run_type: str | None = "llm"
     filter: str | None = None
     api_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
     source_name: str = "langsmith"
 
     def configured(self) -> bool:

@@ -70,6 +70,16 @@ def test_chat_records_that_cannot_be_traces_are_rejected_with_reasons(tmp_path):
                        f"{path}:3": "messages must be a list of message objects"}
 
 
+def test_records_that_break_a_format_adapter_are_rejected_alone_with_the_error(tmp_path):
+    odd_run = run(inputs={"messages": [{"data": "not a message"}]})
+    path, batch = read(tmp_path, "odd.jsonl", [chat(created=10**20), odd_run, chat()])
+    reasons = dict(zip(batch.rejected["location"], batch.rejected["reason"]))
+    assert reasons == {
+        f"{path}:1": "timestamp 100000000000000000000 (seconds since 1970) falls outside the years 1-9999",
+        f"{path}:2": "record could not be read: AttributeError: 'str' object has no attribute 'get'"}
+    assert batch.traces.height == 1
+
+
 def test_langsmith_run_export_as_json_array_maps_latency_feedback_and_metadata(tmp_path):
     path = tmp_path / "runs.json.gz"
     bad = run(id="1c9d0000-0000-4000-8000-000000000002", outputs={"generations": [[{"text": ""}]]})

@@ -1,5 +1,6 @@
 """LangSmith runs pulled with the real langsmith client from a stub of the HTTP API."""
 
+import traceback
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -95,3 +96,14 @@ def test_a_wrong_key_fails_loudly(api):
     client = Client(api_url=api.url, api_key="lsv2_pt_wrong")
     with pytest.raises(LangSmithError):
         list(fetch_runs(client, RunQuery("nl2query-prod"), DAY, DAY + timedelta(days=1)))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_a_key_the_server_echoes_is_redacted_from_the_error(monkeypatch, status):
+    monkeypatch.setenv("LANGSMITH_TRACING", "false")
+    with FakeLangSmith(api_key=KEY, echo_key_status=status) as fake:
+        with pytest.raises(LangSmithError) as raised:
+            list(fetch_runs(Client(api_url=fake.url, api_key=KEY), RunQuery("nl2query-prod"), DAY, DAY + timedelta(days=1)))
+    shown = "".join(traceback.format_exception(raised.value))  # what a log shows: message, traceback, causes
+    assert KEY not in shown
+    assert "request refused for x-api-key ***" in str(raised.value) and str(status) in str(raised.value)

@@ -123,6 +123,7 @@ def test_appended_lines_are_read_alone_with_their_own_line_numbers(tmp_path, con
     assert (report.ingested, report.rejected, report.duplicates) == (1, 1, 1)
     assert rows(conn, "SELECT location FROM rejected_traces") == [(f"{path}:5",)]
     assert rows(conn, "SELECT lines, offset_bytes FROM ingested_files") == [(6, path.stat().st_size)]
+    assert rows(conn, "SELECT ingested, rejected FROM ingested_files") == [(3, 1)]
 
 
 def test_a_rewritten_file_is_read_again_without_duplicates_and_its_old_rejections_go(tmp_path, conn):
@@ -134,6 +135,8 @@ def test_a_rewritten_file_is_read_again_without_duplicates_and_its_old_rejection
     assert report.files_read == [str(path)] and report.ingested == 1 and report.duplicates == 1
     assert rows(conn, "SELECT count(*) FROM rejected_traces") == [(0,)]
     assert rows(conn, "SELECT trace_id FROM raw_traces ORDER BY 1") == [("a1",), ("a2",)]
+    # the ledger counts what the file has added in all, and the rejections it has now
+    assert rows(conn, "SELECT ingested, rejected FROM ingested_files") == [(2, 0)]
 
 
 def test_a_file_being_written_has_only_its_complete_lines_read_until_it_settles(tmp_path, conn):

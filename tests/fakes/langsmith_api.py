@@ -9,9 +9,11 @@ Endpoints, in the real API's response shapes: ``GET /info``, ``GET /sessions?nam
 (a list of sessions), ``POST /runs/query`` (``{"runs": [...], "cursors": {"next": ...}}``,
 ``page_size`` runs per page, an opaque cursor). Runs are filtered by session, run_type,
 is_root, start_time and the ``gte/lt(start_time, "...")`` and ``has(tags, "...")`` clauses of
-the filter expression. Requests without ``x-api-key: <api_key>`` get a 401. ``requests`` holds
-(method, path, JSON body) of every request, never headers. The server runs on its own thread and
-is stopped (by that thread) when the ``with`` block ends.
+the filter expression. Requests without ``x-api-key: <api_key>`` get a 401. With ``echo_key_status``
+set, every other request but ``/info`` gets that HTTP status and an error body that echoes the key
+it was sent (as careless servers do). ``requests`` holds (method, path, JSON body) of every
+request, never headers. The server runs on its own thread and is stopped (by that thread) when
+the ``with`` block ends.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def make_run(*, session_id: str, start: datetime, inputs: dict, outputs: dict | 
 class FakeLangSmith:
     """The stub server and its state (projects, runs, requests received)."""
 
-    def __init__(self, api_key: str, page_size: int = 100):
-        self.api_key, self.page_size = api_key, page_size
+    def __init__(self, api_key: str, page_size: int = 100, echo_key_status: int | None = None):
+        self.api_key, self.page_size, self.echo_key_status = api_key, page_size, echo_key_status
         self.projects: dict[str, dict[str, Any]] = {}
         self.runs: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, Any]] = []
@@ -134,7 +136,11 @@ class FakeLangSmith:
                 self.wfile.write(data)
 
             def _authorised(self) -> bool:
-                if self.headers.get("x-api-key") == fake.api_key:
+                key = self.headers.get("x-api-key")
+                if fake.echo_key_status is not None:
+                    self._reply(fake.echo_key_status, {"detail": f"request refused for x-api-key {key}"})
+                    return False
+                if key == fake.api_key:
                     return True
                 self._reply(401, {"detail": "Invalid token"})
                 return False

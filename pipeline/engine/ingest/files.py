@@ -8,13 +8,19 @@ unchanged file is not read again, and a plain JSONL file that grew is read from 
 stopped. A file still being written is handled so that nothing is ingested half: names starting
 with '.' or ending in '.tmp'/'.part' are skipped; a file modified within ``settle_seconds`` has
 only its complete (newline-terminated) lines read, and other formats wait until it settles.
+
+No input stops ingestion: a bad record is rejected alone, gzip data that breaks off keeps the
+records before the break, and a file whose reading fails (a corrupt Parquet file, an unreadable
+file, any unexpected error) becomes one rejected_traces row at its path with the error; the
+other files go on. Such a file is tried again on the next run (it resumes after its last
+committed chunk), its row replaced, so it keeps being reported until it is fixed or removed.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,19 +40,24 @@ from pipeline.engine.core.store import transaction
 from pipeline.engine.ingest.formats import to_trace
 from pipeline.engine.ingest.lines import (
     CHUNK_BYTES,
+    BrokenGzip,
     LineChunk,
     ReadState,
     chunk_from_strings,
     is_gzip,
+    read_blocks,
     read_lines,
 )
 from pipeline.engine.ingest.records import (
+    PREVIEW,
     RECORD_SCHEMA,
     REJECTED_SCHEMA,
     TRACE_SCHEMA,
     RecordError,
     normalise_record,
+    one_record,
     rejection,
+    rejections_preview,
 )
 from pipeline.engine.ingest.sql import insert_records, parse_sql, python_rows
 from pipeline.engine.tasks import Task
@@ -56,17 +67,19 @@ PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 _HASHED_BYTES = 64 * 1024
 #: Write-ahead log size that triggers a checkpoint while ingesting (see _one_checkpoint).
 WAL_LIMIT = "1GB"
-_PREVIEW = 20
 
 
 @dataclass
 class IngestReport:
     """What one ingestion did. ``records`` counts non-blank lines (or items, rows) read now;
-    ``duplicates`` are valid records whose trace id was already ingested (or seen earlier)."""
+    ``duplicates`` are valid records whose trace id was already ingested (or seen earlier); a
+    file rejected whole (unknown format, or its reading failed) counts as one record, rejected.
+    ``files_quarantined`` are the files whose reading failed or broke off (see the module docstring)."""
 
     files_read: list[str] = field(default_factory=list)
     files_unchanged: int = 0
     files_waiting: list[str] = field(default_factory=list)
+    files_quarantined: list[str] = field(default_factory=list)
     records: int = 0
     ingested: int = 0
     duplicates: int = 0
@@ -75,12 +88,13 @@ class IngestReport:
 
     def rejections_preview(self) -> pl.DataFrame:
         """Up to the first 20 rejections of this ingestion (location, reason)."""
-        return pl.DataFrame(self.rejections[:_PREVIEW], schema=REJECTED_SCHEMA).select("location", "reason")
+        return rejections_preview(self.rejections)
 
     def counts(self) -> dict[str, int]:
         """The counts a person wants to see, by name."""
         return {"files read": len(self.files_read), "files unchanged": self.files_unchanged,
-                "files waiting to settle": len(self.files_waiting), "records read": self.records,
+                "files waiting to settle": len(self.files_waiting),
+                "files quarantined": len(self.files_quarantined), "records read": self.records,
                 "ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
@@ -129,10 +143,19 @@ def files_stamp(files: list[Path]) -> tuple[str, int]:
 
 def parse_text(text: str, task: Task) -> dict[str, Any]:
     """One record's JSON text as a RECORD_SCHEMA row (without ``seq``); raises RecordError."""
-    try:
-        record = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+    with one_record():
+        try:
+            record = _DECODER.decode(text)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"malformed JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}") from exc
+        return from_decoded(record, task)
+
+
+def from_decoded(record: Any, task: Task) -> dict[str, Any]:
+    """A decoded JSON record (any format) as a RECORD_SCHEMA row (without ``seq``); a top-level
+    key given twice is refused, since JSON readers disagree on which value it holds."""
+    if isinstance(record, _KeyGivenTwice):
+        raise RecordError(f"key {record.twice!r} given twice")
     return checked(to_trace(record, task), task)
 
 
@@ -159,8 +182,29 @@ def _finite(text: str) -> float:
     return value
 
 
+class _KeyGivenTwice(dict):
+    """A decoded JSON object one of whose keys was given twice (``twice``; the last value kept)."""
+
+    twice: str
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj = _KeyGivenTwice(obj)
+        obj.twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+    return obj
+
+
+#: How every JSON record is decoded (NaN, Infinity and out-of-range numbers refused).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_object)
+
+
 class FileIngest:
-    """Ingests one file's records; the caller commits after each step (:meth:`flush` first)."""
+    """Ingests one file's records; the caller commits after each step (:meth:`flush` first, then
+    :meth:`committed`, or :meth:`rolled_back` when the step failed). ``error`` says why the file
+    could not be read to its end, when it could not."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source: str,
                  max_record_bytes: int, now: datetime, ordered: bool = False):
@@ -168,15 +212,30 @@ class FileIngest:
         self.ordered = ordered
         self.max_record_bytes, self.now = max_record_bytes, now
         self.records = self.ingested = self.rejected = 0
+        self.error: str | None = None
         self.preview: list[dict[str, Any]] = []
         self._pending: list[dict[str, Any]] = []
         self._parse = parse_sql(task)
+        self._saved = self._counts()
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        return self.records, self.ingested, self.rejected, len(self.preview)
+
+    def committed(self) -> None:
+        """The step's writes are committed: its counts stand."""
+        self._saved = self._counts()
+
+    def rolled_back(self) -> None:
+        """The step's writes were rolled back: back to the counts of the last commit."""
+        self.records, self.ingested, self.rejected, shown = self._saved
+        del self.preview[shown:]
+        self._pending = []
 
     def reject(self, location: str, reason: str, raw: str) -> None:
         row = rejection(self.source, location, reason, raw[:self.max_record_bytes], self.now)
         self._pending.append(row)
         self.rejected += 1
-        if len(self.preview) < _PREVIEW:
+        if len(self.preview) < PREVIEW:
             self.preview.append(row)
 
     def flush(self) -> None:
@@ -189,9 +248,10 @@ class FileIngest:
         """A chunk of JSONL lines: SQL fast path, suspects through the Python path."""
         bad = list(chunk.rejected)
         self.records += len(bad)
+        self.error = self.error or chunk.error
         lines = pa.table({"line_no": chunk.line_no, "line": chunk.lines})
-        # several record batches, so DuckDB scans them on all threads
-        self.conn.register("chunk", pa.Table.from_batches(lines.to_batches(max_chunksize=16_384)))
+        # several record batches, so DuckDB scans them on all threads (none when every line was dropped)
+        self.conn.register("chunk", pa.Table.from_batches(lines.to_batches(max_chunksize=16_384), lines.schema))
         try:
             self.conn.execute(self._parse)
         finally:
@@ -218,19 +278,26 @@ class FileIngest:
         self._insert(rows, fast)
         self.conn.execute("DROP TABLE _parsed")
 
-    def items(self, items: list[tuple[str, Any]]) -> None:
-        """Decoded records with their locations, through the Python path."""
+    def items(self, document: JsonDocument) -> None:
+        """The decoded records of a JSON document with their locations, through the Python path;
+        where the document breaks off, the rest is rejected."""
         rows = []
-        for seq, (location, item) in enumerate(items):
+        for seq, (location, item) in enumerate(document.items):
             self.records += 1
-            raw = json.dumps(item, ensure_ascii=False, default=str)
+            raw = ""
             try:
-                if len(raw.encode("utf-8", errors="replace")) > self.max_record_bytes:
-                    raise RecordError(f"record is {len(raw.encode('utf-8', errors='replace')):,} bytes, over the "
-                                      f"{self.max_record_bytes:,}-byte limit")
-                rows.append({**checked(to_trace(item, self.task), self.task), "seq": seq})
+                with one_record():
+                    raw = json.dumps(item, ensure_ascii=False, default=str)
+                    size = len(raw.encode("utf-8", errors="replace"))
+                    if size > self.max_record_bytes:
+                        raise RecordError(f"record is {size:,} bytes, over the {self.max_record_bytes:,}-byte limit")
+                    rows.append({**from_decoded(item, self.task), "seq": seq})
             except RecordError as exc:
                 self.reject(location, str(exc), raw)
+        if document.error:
+            self.records += 1
+            self.error = document.error
+            self.reject(f"{self.path}[{len(document.items)}]", document.error, document.rest)
         self._insert(rows)
 
     def _insert(self, rows: list[dict[str, Any]], fast: str | None = None) -> None:
@@ -251,20 +318,49 @@ def _file_format(path: Path) -> str:
     return "jsonl-gzip" if is_gzip(path) else "jsonl"
 
 
-def _read_bytes(path: Path) -> bytes:
-    return gzip.decompress(path.read_bytes()) if is_gzip(path) else path.read_bytes()
+@dataclass
+class JsonDocument:
+    """The records of a JSON array file (or the one object of a JSON document) with their
+    locations; when its gzip data breaks off, ``error`` says why and ``rest`` is the text after
+    the last complete record of the array."""
+
+    items: list[tuple[str, Any]]
+    error: str | None = None
+    rest: str = ""
 
 
-def _json_document(path: Path) -> list[tuple[str, Any]] | None:
-    """The items of a JSON array file (or the one object of a JSON document), or None when the
-    file is not one JSON document (then it is read as JSONL)."""
+_SEPARATOR = re.compile(r"[ \t\n\r]*,?[ \t\n\r]*")
+
+
+def _json_document(path: Path) -> JsonDocument | None:
+    """The records of a JSON document file, or None when the file is not one JSON document
+    (then it is read as JSONL, which also keeps the lines before a break in gzip data)."""
+    parts, error = [], None
     try:
-        document = json.loads(_read_bytes(path), parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecordError):
-        return None
-    if isinstance(document, list):
-        return [(f"{path}[{i}]", item) for i, item in enumerate(document)]
-    return [(f"{path}[0]", document)]
+        parts += read_blocks(path)
+    except BrokenGzip as exc:
+        error = str(exc)
+    data = b"".join(parts)
+    try:
+        text = data.decode(json.detect_encoding(data), "replace" if error else "surrogatepass")
+        document = _DECODER.decode(text)
+    except (ValueError, RecursionError):  # RecordError and UnicodeDecodeError are ValueErrors
+        return _array_prefix(path, text, error) if error and text.lstrip().startswith("[") else None
+    items = document if isinstance(document, list) else [document]
+    return JsonDocument([(f"{path}[{i}]", item) for i, item in enumerate(items)], error)
+
+
+def _array_prefix(path: Path, text: str, error: str) -> JsonDocument:
+    """The complete records of a JSON array whose text breaks off, and the text after them."""
+    items: list[tuple[str, Any]] = []
+    at = text.index("[") + 1
+    while True:
+        at = _SEPARATOR.match(text, at).end()
+        try:
+            item, at = _DECODER.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            return JsonDocument(items, error, text[at:])
+        items.append((f"{path}[{len(items)}]", item))
 
 
 def _parquet_chunks(conn: duckdb.DuckDBPyConnection, path: Path, max_record_bytes: int) -> Iterator[LineChunk]:
@@ -355,34 +451,52 @@ def _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, n
     now = now or datetime.now(timezone.utc)
     report = IngestReport()
     wall = time.time()
+
+    def contained(path: Path, read) -> None:
+        try:
+            read()
+        except Exception as exc:  # before reading began (the file vanished, cannot be opened): one row for it
+            row = _file_failed(conn, source, path, exc, now, forget_records=False)
+            report.records, report.rejected = report.records + 1, report.rejected + 1
+            report.files_quarantined.append(str(path))
+            report.rejections += [row] if len(report.rejections) < PREVIEW else []
+
     for path in discover(paths):
-        stat = path.stat()
-        settled = wall - stat.st_mtime >= settle_seconds
-        fmt = _file_format(path)
-        entry = _ledger_entry(conn, source, path)
-        if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns) \
-                and (fmt != "jsonl" or entry["offset_bytes"] == stat.st_size or not settled):
-            report.files_unchanged += 1
-            continue
-        if fmt != "jsonl" and not settled:
-            report.files_waiting.append(str(path))
-            continue
-        state = _resume_state(path, entry, stat.st_size) if entry else None
-        if state is not None and state.offset == stat.st_size:
-            _record(conn, source, path, fmt, stat, state, entry, 0, 0, now)
-            report.files_unchanged += 1
-            continue
-        result = ingest_file(conn, path, task, source, max_record_bytes=max_record_bytes, now=now,
-                             state=state, settled=settled, entry=entry, chunk_bytes=chunk_bytes)
-        report.files_read.append(str(path))
-        report.records += result.records
-        report.ingested += result.ingested
-        report.rejected += result.rejected
-        report.duplicates += result.records - result.ingested - result.rejected
-        report.rejections += result.preview[:max(0, _PREVIEW - len(report.rejections))]
+        contained(path, lambda: _ingest_path(conn, path, task, source, max_record_bytes, settle_seconds, now,
+                                             chunk_bytes, wall, report))
     for path in unknown_files(paths):
-        _reject_unknown(conn, path, source, max_record_bytes, now, report)
+        contained(path, lambda: _reject_unknown(conn, path, source, max_record_bytes, now, report))
     return report
+
+
+def _ingest_path(conn, path, task, source, max_record_bytes, settle_seconds, now, chunk_bytes, wall, report) -> None:
+    """Read what is new in one trace file into ``report`` (nothing when it is unchanged or unsettled)."""
+    stat = path.stat()
+    settled = wall - stat.st_mtime >= settle_seconds
+    fmt = _file_format(path)
+    entry = _ledger_entry(conn, source, path)
+    if entry and (entry["size"], entry["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns) \
+            and (fmt != "jsonl" or entry["offset_bytes"] == stat.st_size or not settled):
+        report.files_unchanged += 1
+        return
+    if fmt != "jsonl" and not settled:
+        report.files_waiting.append(str(path))
+        return
+    state = _resume_state(path, entry, stat.st_size) if entry else None
+    if state is not None and state.offset == stat.st_size:
+        _record(conn, source, path, fmt, stat, state, entry["ingested"], entry["rejected"], now)
+        report.files_unchanged += 1
+        return
+    result = ingest_file(conn, path, task, source, max_record_bytes=max_record_bytes, now=now,
+                         state=state, settled=settled, entry=entry, chunk_bytes=chunk_bytes)
+    report.files_read.append(str(path))
+    report.records += result.records
+    report.ingested += result.ingested
+    report.rejected += result.rejected
+    report.duplicates += result.records - result.ingested - result.rejected
+    report.rejections += result.preview[:max(0, PREVIEW - len(report.rejections))]
+    if result.error:
+        report.files_quarantined.append(str(path))
 
 
 def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source: str, *,
@@ -390,54 +504,87 @@ def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source:
                 entry: dict[str, Any] | None = None, chunk_bytes: int = CHUNK_BYTES,
                 ordered: bool = False) -> FileIngest:
     """Ingest one file from ``state`` (a resumed JSONL file) or from the start; returns what was
-    read, ingested and rejected. ``ordered`` inserts traces in file order (small reads).
+    read, ingested and rejected. ``entry`` is the file's ledger row, if any. ``ordered`` inserts
+    traces in file order (small reads).
 
     Each chunk is committed with its rejections and, for plain JSONL, the ledger's new offset,
     so memory stays bounded and an interrupted run resumes where it stopped; other formats are
     recorded in the ledger when the whole file is done (re-reading them adds no duplicates).
+    When reading fails, the failed step is rolled back and the file gets one rejection at its
+    path with the error (see the module docstring).
     """
     stat = path.stat()
     fmt = _file_format(path)
     job = FileIngest(conn, path, task, source, max_record_bytes, now, ordered)
     fresh = state is None  # a new or rewritten file: its earlier rejections no longer apply
-    before = entry if not fresh else None
     state = state or ReadState()
+    before = (entry["ingested"] if entry else 0, entry["rejected"] if entry and not fresh else 0)
+    pending_forget = True  # until the first commit: the file's own row from a failed read, and its records' when fresh
 
     def step(work=None, done: ReadState | None = None, before_commit=None) -> None:
-        nonlocal fresh
-        with transaction(conn):
-            if fresh:
-                conn.execute("DELETE FROM rejected_traces WHERE source = ? AND (starts_with(location, ? || ':') "
-                             "OR starts_with(location, ? || '['))", [source, str(path), str(path)])
-            if work:
-                work()
-            job.flush()
-            if done is not None:
-                _record(conn, source, path, fmt, stat, done, before, job.ingested, job.rejected, now)
-            if before_commit:
-                before_commit()
-        fresh = False
+        nonlocal pending_forget
+        try:
+            with transaction(conn):
+                if pending_forget:
+                    _forget_rejections(conn, source, path, records=fresh)
+                if work:
+                    work()
+                job.flush()
+                if done is not None:
+                    _record(conn, source, path, fmt, stat, done, before[0] + job.ingested,
+                            before[1] + job.rejected, now)
+                if before_commit:
+                    before_commit()
+        except BaseException:
+            job.rolled_back()
+            raise
+        job.committed()
+        pending_forget = False
 
-    items = _json_document(path) if fmt == "json" else None
-    if items is not None:
-        step(lambda: job.items(items), ReadState(offset=stat.st_size, line=len(items)))
-    elif fmt == "parquet":
-        for chunk in _parquet_chunks(conn, path, max_record_bytes):
-            step(lambda: job.lines(chunk))
-        step(done=ReadState(offset=stat.st_size, line=job.records))
-    else:
-        resumable = fmt == "jsonl"
-        chunks = read_lines(path, state, final=settled, max_record_bytes=max_record_bytes, chunk_bytes=chunk_bytes)
-        # the next chunk is read (in a thread) while DuckDB commits this one, on one core, the GIL released
-        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
-            ahead: list = []
-            chunk = next(chunks, None)
-            while chunk is not None:
-                step(lambda: job.lines(chunk), ReadState(state.offset, state.line) if resumable else None,
-                     lambda: ahead.append(pool.submit(next, chunks, None)))
-                chunk = ahead.pop().result()
-        step(done=state)
+    try:
+        document = _json_document(path) if fmt == "json" else None
+        if document is not None:
+            step(lambda: job.items(document), ReadState(offset=stat.st_size, line=len(document.items)))
+        elif fmt == "parquet":
+            for chunk in _parquet_chunks(conn, path, max_record_bytes):
+                step(lambda: job.lines(chunk))
+            step(done=ReadState(offset=stat.st_size, line=job.records))
+        else:
+            resumable = fmt == "jsonl"
+            chunks = read_lines(path, state, final=settled, max_record_bytes=max_record_bytes, chunk_bytes=chunk_bytes)
+            # the next chunk is read (in a thread) while DuckDB commits this one, on one core, the GIL released
+            with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+                ahead: list = []
+                chunk = next(chunks, None)
+                while chunk is not None:
+                    step(lambda: job.lines(chunk), ReadState(state.offset, state.line) if resumable else None,
+                         lambda: ahead.append(pool.submit(next, chunks, None)))
+                    chunk = ahead.pop().result()
+            step(done=state)
+    except Exception as exc:
+        row = _file_failed(conn, source, path, exc, now, forget_records=fresh and pending_forget)
+        job.records, job.rejected, job.error = job.records + 1, job.rejected + 1, row["reason"]
+        job.preview += [row][:max(0, PREVIEW - len(job.preview))]
     return job
+
+
+def _file_failed(conn, source: str, path: Path, exc: Exception, now: datetime, forget_records: bool) -> dict[str, Any]:
+    """Write the one rejection of a file whose reading failed with ``exc`` (replacing an earlier
+    one; with ``forget_records``, a file read afresh, its records' rejections go); returns the row."""
+    message = " ".join(str(exc).split())[:500] or "no message"
+    row = rejection(source, str(path), f"the file could not be read: {type(exc).__name__}: {message}", "", now)
+    with transaction(conn):
+        if forget_records:
+            _forget_rejections(conn, source, path, records=True)
+        write_rejected(conn, [row])
+    return row
+
+
+def _forget_rejections(conn, source: str, path: Path, records: bool) -> None:
+    """Drop the file's own rejection (from a failed read) and, with ``records``, its records'."""
+    where = "location = ?" + (" OR starts_with(location, ? || ':') OR starts_with(location, ? || '[')" if records else "")
+    conn.execute(f"DELETE FROM rejected_traces WHERE source = ? AND ({where})",
+                 [source, str(path)] + [str(path), str(path)] * records)
 
 
 def write_rejected(conn: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
@@ -451,16 +598,16 @@ def write_rejected(conn: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) 
         conn.unregister("rejected_batch")
 
 
-def _record(conn, source, path, fmt, stat, state, entry, ingested, rejected, now) -> None:
-    """Upsert the ledger row of ``path``: what was read up to where, and the running counts."""
+def _record(conn, source, path, fmt, stat, state, ingested, rejected, now) -> None:
+    """Upsert the ledger row of ``path``: what was read up to where, the traces it has added in
+    all (re-reads and appends included) and its rejections standing now."""
     offset = state.offset
     head = _hash(path, 0, min(offset, _HASHED_BYTES)) if fmt == "jsonl" else None
     tail = _hash(path, max(0, offset - _HASHED_BYTES), offset) if fmt == "jsonl" else None
-    before = (entry["ingested"], entry["rejected"]) if entry else (0, 0)
     conn.execute("DELETE FROM ingested_files WHERE source = ? AND path = ?", [source, str(path)])
     conn.execute("INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  [source, str(path), fmt, stat.st_size, stat.st_mtime_ns, offset, state.line, head, tail,
-                  before[0] + ingested, before[1] + rejected, now])
+                  ingested, rejected, now])
 
 
 def _reject_unknown(conn, path: Path, source: str, max_record_bytes: int, now: datetime, report: IngestReport) -> None:
@@ -474,9 +621,9 @@ def _reject_unknown(conn, path: Path, source: str, max_record_bytes: int, now: d
                     f"({', '.join(TRACE_SUFFIXES)})", head, now)
     with transaction(conn):
         write_rejected(conn, [row])
-        _record(conn, source, path, "unknown", stat, ReadState(stat.st_size, 0), None, 0, 1, now)
-    report.rejected += 1
-    report.rejections += [row] if len(report.rejections) < _PREVIEW else []
+        _record(conn, source, path, "unknown", stat, ReadState(stat.st_size, 0), 0, 1, now)
+    report.records, report.rejected = report.records + 1, report.rejected + 1
+    report.rejections += [row] if len(report.rejections) < PREVIEW else []
 
 
 @dataclass

@@ -179,7 +179,10 @@ def _datetime(value: Any) -> datetime | None:
 def _timestamp(value: Any) -> Any:
     """Epoch seconds (OpenAI ``created``) as ISO-8601; other values unchanged for validation."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc).isoformat()
+        try:
+            return datetime.fromtimestamp(value, timezone.utc).isoformat()
+        except (OverflowError, OSError, ValueError) as exc:
+            raise RecordError(f"timestamp {value!r} (seconds since 1970) falls outside the years 1-9999") from exc
     return value
 
 

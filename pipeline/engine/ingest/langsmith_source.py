@@ -22,11 +22,13 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from langsmith.utils import LangSmithError
 
 from pipeline.engine.ingest.files import checked, write_rejected
 from pipeline.engine.ingest.formats import from_langsmith_run
-from pipeline.engine.ingest.records import RECORD_SCHEMA, RecordError, rejection
+from pipeline.engine.ingest.records import PREVIEW, RECORD_SCHEMA, RecordError, one_record, rejection, rejections_preview
 from pipeline.engine.ingest.sql import insert_records, python_rows
+from pipeline.engine.core.secrets import redact
 from pipeline.engine.core.store import transaction
 from pipeline.engine.tasks import Task
 
@@ -52,6 +54,10 @@ class PullReport:
     rejected: int = 0
     rejections: list[dict[str, Any]] = field(default_factory=list)
 
+    def rejections_preview(self) -> pl.DataFrame:
+        """Up to the first 20 rejections of this pull (location, reason)."""
+        return rejections_preview(self.rejections)
+
     def counts(self) -> dict[str, int]:
         return {"runs read": self.runs, "ingested": self.ingested, "duplicates": self.duplicates,
                 "rejected": self.rejected}
@@ -64,13 +70,19 @@ def window_filter(query: RunQuery, start: datetime, end: datetime) -> str:
 
 
 def fetch_runs(client: Any, query: RunQuery, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
-    """Runs of ``query`` started in [start, end), as dicts (the export shape), every page."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*list_runs.*", category=DeprecationWarning)
-        runs = client.list_runs(project_name=query.project, run_type=query.run_type, is_root=query.is_root,
-                                start_time=start, filter=window_filter(query, start, end))
-        for run in runs:
-            yield run.model_dump(mode="json")
+    """Runs of ``query`` started in [start, end), as dicts (the export shape), every page.
+
+    An error on the way comes out as a LangSmithError naming the error's class, its message with
+    the client's key and anything key-like redacted, and without the error it came from."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*list_runs.*", category=DeprecationWarning)
+            runs = client.list_runs(project_name=query.project, run_type=query.run_type, is_root=query.is_root,
+                                    start_time=start, filter=window_filter(query, start, end))
+            for run in runs:
+                yield run.model_dump(mode="json")
+    except Exception as exc:  # the client's errors carry the server's response, which may echo the key
+        raise LangSmithError(redact(f"{type(exc).__name__}: {exc}", [getattr(client, "api_key", None)])) from None
 
 
 def ingest_runs(conn: duckdb.DuckDBPyConnection, runs: Iterator[dict[str, Any]], task: Task, source: str,
@@ -93,7 +105,8 @@ def _write(conn, runs: list[dict[str, Any]], task: Task, source: str, now: datet
     rows, rejected = [], []
     for seq, run in enumerate(runs):
         try:
-            rows.append({**checked(from_langsmith_run(run, task), task), "seq": seq})
+            with one_record():
+                rows.append({**checked(from_langsmith_run(run, task), task), "seq": seq})
         except RecordError as exc:
             rejected.append(rejection(source, f"run {run.get('id')}", str(exc),
                                       json.dumps(run, ensure_ascii=False, default=str), now))
@@ -109,4 +122,4 @@ def _write(conn, runs: list[dict[str, Any]], task: Task, source: str, now: datet
     report.ingested += ingested
     report.rejected += len(rejected)
     report.duplicates += len(rows) - ingested
-    report.rejections += rejected[:max(0, 20 - len(report.rejections))]
+    report.rejections += rejected[:max(0, PREVIEW - len(report.rejections))]

@@ -2,12 +2,14 @@
 
 Lines come out as Arrow string arrays built over the file's own bytes (no Python object per
 line), so the SQL fast path can scan them. Lines that are not valid UTF-8 or are over the size
-limit are taken out here, each with its reason and the raw text as received.
+limit are taken out here, each with its reason and the raw text as received. Gzip data that is
+cut short or corrupt yields the complete lines before the break, then the rest as one rejection.
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +20,19 @@ import pyarrow.compute as pc
 
 CHUNK_BYTES = 32 * 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
 class LineChunk:
     """Consecutive lines of one file: ``lines[i]`` is line number ``line_no[i]`` (1-based), with
-    its line ending still attached; ``rejected`` holds (line number, reason, raw text)."""
+    its line ending still attached; ``rejected`` holds (line number, reason, raw text); ``error``
+    says why the rest of the file cannot be read, when it cannot."""
 
     line_no: pa.Array
     lines: pa.Array
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
@@ -38,9 +43,44 @@ class ReadState:
     line: int = 0
 
 
+class BrokenGzip(Exception):
+    """Gzip data that ends early or is corrupt; the message says where and why."""
+
+
 def is_gzip(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == GZIP_MAGIC
+
+
+def read_blocks(path: Path, offset: int = 0, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The bytes of ``path`` from ``offset`` in blocks of about ``size``, gzip decompressed (then
+    always from the start). Gzip data that is cut short or corrupt raises BrokenGzip after the
+    last block that could be read: nothing decompressed before the break is lost."""
+    if not is_gzip(path):
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            while block := handle.read(size):
+                yield block
+        return
+    with gzip.open(path, "rb") as handle:
+        parts: list[bytes] = []
+        done = got = 0
+        while True:
+            try:
+                part = handle.read1(size - got)  # one decompression step: a break loses nothing read
+            except (EOFError, OSError, zlib.error) as exc:
+                if parts:
+                    yield b"".join(parts)
+                raise BrokenGzip(f"the gzip data is cut short or corrupt after {done + got:,} bytes of content "
+                                 f"({type(exc).__name__}: {exc}); the rest of the file cannot be read") from exc
+            if part:
+                parts.append(part)
+                got += len(part)
+            if parts and (got >= size or not part):
+                yield b"".join(parts)
+                parts, done, got = [], done + got, 0
+            if not part:
+                return
 
 
 def read_lines(path: Path, state: ReadState, *, final: bool, max_record_bytes: int,
@@ -48,25 +88,33 @@ def read_lines(path: Path, state: ReadState, *, final: bool, max_record_bytes: i
     """Chunks of the lines of ``path`` after ``state`` (advanced past each chunk as it is yielded).
 
     A last line without a newline is read only when ``final`` (the file is settled); otherwise it
-    is left for a later read. Gzip files are always read from the start.
+    is left for a later read. Gzip files are always read from the start; when their data breaks
+    off, the last chunk rejects the unfinished line and carries the ``error``.
     """
-    gz = is_gzip(path)
-    with (gzip.open(path, "rb") if gz else open(path, "rb")) as handle:
-        if not gz:
-            handle.seek(state.offset)
-        rest = b""
-        while True:
-            block = handle.read(chunk_bytes)
-            data = rest + block if rest else block
-            cut = len(data) if not block and final else data.rfind(b"\n") + 1
-            if cut:
-                chunk = _chunk(memoryview(data)[:cut], state.line, max_record_bytes)  # a view: no copy
-                state.offset += cut
-                state.line += data.count(b"\n", 0, cut) + (0 if data[cut - 1:cut] == b"\n" else 1)
-                yield chunk
-            rest = data[cut:]
-            if not block:
-                return
+    blocks = read_blocks(path, state.offset, chunk_bytes)
+    rest = b""
+    while True:
+        try:
+            block, error = next(blocks, b""), None
+        except BrokenGzip as exc:
+            block, error = b"", str(exc)
+        data = rest + block if rest else block
+        if not state.line and not state.offset and data.startswith(BOM):
+            data, state.offset = data[len(BOM):], len(BOM)  # a byte-order mark is not part of line 1
+        cut = len(data) if not block and final and not error else data.rfind(b"\n") + 1
+        if cut:
+            chunk = _chunk(memoryview(data)[:cut], state.line, max_record_bytes)  # a view: no copy
+            state.offset += cut
+            state.line += data.count(b"\n", 0, cut) + (0 if data[cut - 1:cut] == b"\n" else 1)
+            yield chunk
+        rest = data[cut:]
+        if error:
+            raw = rest.decode("utf-8", errors="replace")[:max_record_bytes]
+            yield LineChunk(pa.array([], pa.int64()), pa.array([], pa.large_string()),
+                            [(state.line + 1, error, raw)], error)
+            return
+        if not block:
+            return
 
 
 def _chunk(data: memoryview, first_line: int, max_record_bytes: int) -> LineChunk:

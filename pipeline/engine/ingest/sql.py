@@ -25,7 +25,8 @@ FIELDS = ("trace_id", "task", "ts", "input", "output", "model", "latency_ms", "p
 _TYPES = {"input": "JSON", "metadata": "JSON", "latency_ms": "DOUBLE", "prompt_tokens": "BIGINT",
           "completion_tokens": "BIGINT"}
 _STRUCTURE = "{" + ",".join(f'"{f}":"{_TYPES.get(f, "VARCHAR")}"' for f in FIELDS) + "}"
-_PATHS = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
+#: The fields read, then another field a record often carries (counted by _LINE_KEYS_ONCE).
+_PATHS = "[" + ", ".join(f"'$.{f}'" for f in (*FIELDS, "source")) + "]"
 _TS = (r"^[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
        r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$")
 
@@ -38,38 +39,55 @@ def _type(field: str) -> str:
 #: The top-level keys of ``input`` (JSON text) when it is an object, in their order.
 _KEYS = "CASE WHEN starts_with(input, '{') THEN json_keys(input) END"
 
+#: Text DuckDB reads as JSON and Python's json module does not, or reads as another value
+#: (trailing commas, NaN and Infinity in any case, numbers beyond a double), or may find nested
+#: too deeply (more than 64 brackets opened), found loosely.
+_UNLIKE_PYTHON = r"(?i),\s*[}\]]|[:,\[]\s*-?([0-9]{100}|[0-9.]+e\+?[0-9]{3}|nan|inf)|([\[{][^\[{]*){65}"
+#: True when the JSON object ``{}`` holds no key twice.
+_KEYS_ONCE = "list_unique(json_keys({0})) = len(json_keys({0}))"
+#: The same for the line, quicker for a line of only known fields: their count (``k`` holds the
+#: types of those there) is then its number of keys.
+_LINE_KEYS_ONCE = (f"CASE WHEN len(json_keys(line)) = list_aggregate(k, 'count') THEN TRUE "
+                   f"ELSE {_KEYS_ONCE.format('line')} END")
+
 # One pass finds each field's JSON type, one reads them typed (a lenient read, hence the types).
-# Lines Python's json module reads differently from DuckDB's (trailing commas, NaN, Infinity,
-# an input key given twice: Python keeps the last, DuckDB the first) take the Python path.
+# Lines Python's json module reads differently from DuckDB's take the Python path: the text
+# above, a key given twice (Python keeps the last value, DuckDB the first; at the top level
+# Python refuses it), input or metadata holding objects (which could repeat keys), a non-string
+# model, a timestamp past the year 9999 in UTC.
 PARSE = f"""
 CREATE OR REPLACE TEMP TABLE _parsed AS
 WITH j AS (
-    SELECT line_no, starts_with(line, '{{') AND NOT (contains(line, ',}}') OR contains(line, ',]')
-                     OR contains(line, 'NaN') OR contains(line, 'Infinity')) AND json_valid(line) AS readable,
+    SELECT line_no, starts_with(line, '{{') AND NOT regexp_matches(line, '{_UNLIKE_PYTHON}')
+                    AND json_valid(line) AS readable,
            CASE WHEN readable THEN json_type(line, {_PATHS}) END AS k,
-           CASE WHEN readable THEN json_transform(line, '{_STRUCTURE}') END AS r
+           CASE WHEN readable THEN json_transform(line, '{_STRUCTURE}') END AS r,
+           CASE WHEN readable THEN {_LINE_KEYS_ONCE} END AS keys_once
     FROM chunk
 ), v AS (
     SELECT line_no,
         CASE WHEN {_type("trace_id")} = 'VARCHAR' THEN r.trace_id END AS trace_id,
-        CASE WHEN {_type("ts")} = 'VARCHAR' AND regexp_full_match(r.ts, '{_TS}') THEN timezone('UTC',
+        CASE WHEN {_type("ts")} = 'VARCHAR' AND regexp_full_match(r.ts, '{_TS}') THEN
             try_cast(left(r.ts, length(r.ts) - length(ts_offset)) AS TIMESTAMP)
             - to_minutes(CASE WHEN ts_offset IN ('', 'Z') THEN 0 ELSE
                 (CASE WHEN ts_offset[1] = '-' THEN -1 ELSE 1 END)
-                * (try_cast(ts_offset[2:3] AS INT) * 60 + try_cast(ts_offset[5:6] AS INT)) END)) END AS ts,
+                * (try_cast(ts_offset[2:3] AS INT) * 60 + try_cast(ts_offset[5:6] AS INT)) END) END AS ts_utc,
+        CASE WHEN year(ts_utc) <= 9999 THEN timezone('UTC', ts_utc) END AS ts,
         r.input::VARCHAR AS input, {_KEYS} AS input_keys,
         coalesce(CASE WHEN {_type("output")} = 'VARCHAR' THEN r.output END, '') AS output,
         CASE WHEN {_type("model")} = 'VARCHAR' THEN r.model END AS model,
         r.latency_ms AS latency_ms, r.prompt_tokens AS prompt_tokens, r.completion_tokens AS completion_tokens,
         CASE WHEN {_type("error")} = 'VARCHAR' THEN r.error END AS error,
         CASE WHEN {_type("metadata")} = 'OBJECT' THEN r.metadata::VARCHAR ELSE '{{}}' END AS metadata,
-        readable
+        readable AND keys_once
         AND ({_type("trace_id")} = 'NULL' OR ({_type("trace_id")} = 'VARCHAR' AND regexp_matches(r.trace_id, '[[:alnum:]]')))
         AND ({_type("task")} = 'NULL' OR ({_type("task")} = 'VARCHAR' AND r.task IN ('', {{task}})))
         AND {{input_check}} AND (input_keys IS NULL OR len(list_distinct(input_keys)) = len(input_keys))
+        AND NOT contains(input[2:], '{{') AND {_type("model")} IN ('NULL', 'VARCHAR')
         AND {_type("output")} IN ('NULL', 'VARCHAR') AND {_type("error")} IN ('NULL', 'VARCHAR')
         AND (({_type("output")} = 'VARCHAR' AND r.output <> '') OR ({_type("error")} = 'VARCHAR' AND r.error <> ''))
-        AND {_type("metadata")} IN ('NULL', 'OBJECT')
+        AND ({_type("metadata")} = 'NULL' OR ({_type("metadata")} = 'OBJECT' AND NOT contains(metadata[2:], '{{')
+             AND {_KEYS_ONCE.format("r.metadata")}))
         AND ({_type("latency_ms")} = 'NULL' OR ({_type("latency_ms")} IN ('BIGINT', 'UBIGINT', 'DOUBLE')
              AND isfinite(r.latency_ms) AND r.latency_ms >= 0))
         AND ({_type("prompt_tokens")} = 'NULL' OR ({_type("prompt_tokens")} IN ('BIGINT', 'UBIGINT') AND r.prompt_tokens >= 0))
@@ -78,7 +96,7 @@ WITH j AS (
         AND ({_type("ts")} = 'NULL' OR ({_type("ts")} = 'VARCHAR' AND ts IS NOT NULL)) AS ok
     FROM (SELECT *, regexp_extract(r.ts, '(Z|[+-]\\d{{2}}:\\d{{2}})$', 1) AS ts_offset FROM j)
 )
-SELECT * EXCLUDE (ok, input_keys), coalesce(ok, FALSE) AS ok, CASE WHEN ok THEN input_keys END AS input_keys FROM v
+SELECT * EXCLUDE (ok, input_keys, ts_utc), coalesce(ok, FALSE) AS ok, CASE WHEN ok THEN input_keys END AS input_keys FROM v
 """
 
 
