@@ -193,10 +193,20 @@ class _Codec:
         return ids[-self.spec.max_source_tokens:]
 
     def sft_record(self, record: ChatRecord) -> dict[str, Any]:
-        """A record for SFTTrainer: conversational through the chat template, else plain text."""
-        if self.tokenizer.chat_template:
-            return record
-        return {"prompt": self.prompt_text(record["prompt"]), "completion": record["completion"][-1]["content"]}
+        """A record for SFTTrainer, tokenized here as generation will read it: the prompt through the
+        chat template (plain text without one) cut from the start to ``max_source_tokens``, then the
+        completion cut to ``max_target_tokens``, the loss on the completion only (completion_mask)."""
+        tokenizer, completion = self.tokenizer, record["completion"][-1]["content"]
+        if tokenizer.chat_template:
+            full = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=True,
+                                                 return_dict=True)["input_ids"]
+            prompt = tokenizer.apply_chat_template(record["prompt"], add_generation_prompt=True, tokenize=True,
+                                                   return_dict=True)["input_ids"]
+            answer = full[len(prompt):]
+        else:
+            answer = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        prompt_ids, answer = self.prompt_ids(record["prompt"]), answer[:self.spec.max_target_tokens]
+        return {"input_ids": prompt_ids + answer, "completion_mask": [0] * len(prompt_ids) + [1] * len(answer)}
 
     def seq2seq_pairs(self, records: list[ChatRecord]) -> Pairs:
         """(prompt ids, completion ids ending with end-of-sequence) of each record."""
