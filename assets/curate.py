@@ -45,11 +45,12 @@ class TrainingFileSettings(dg.Config):
     group_name="curate",
     kinds={"duckdb", "polars", "openai"},
     deps=[labelled_failures, annotations],
-    description="Synthetic examples from real passing traces and corrections outside the test split: offline "
-                "generators (column substitution; time-range, limit, operator and breakdown variation; "
-                "questions composed from feature x scenario x persona) and, when a model is configured, LLM "
-                "rewrites and dimension-tuple generation. Kept only if every assertion passes and it is no "
-                "near-duplicate of an existing example; provenance in parent_id, generator, prompt_version, seed.",
+    description="Synthetic examples from real passing traces and corrections outside the test split: the "
+                "task's offline generators (for nl2query column substitution; time-range, limit, operator and "
+                "breakdown variation; questions composed from feature x scenario x persona) and, when a model "
+                "is configured, LLM rewrites and dimension-tuple generation. Kept only if every assertion passes "
+                "and it is no near-duplicate of an existing example; provenance in parent_id, generator, "
+                "prompt_version, seed.",
 )
 def synthetic_examples(context: dg.AssetExecutionContext, config: SyntheticSettings, duckdb: FlywheelDuckDB,
                        task: TaskResource, curation: CurationSettings) -> dg.MaterializeResult:
@@ -57,7 +58,7 @@ def synthetic_examples(context: dg.AssetExecutionContext, config: SyntheticSetti
     settings = curation.config()
     with duckdb.get_connection() as conn:
         real = real_examples_from(conn, the_task)
-        seeds = outside_test(real, plan_splits(real, settings.splits, previous_splits(conn)))
+        seeds = outside_test(real, the_task, plan_splits(real, the_task, settings.splits, previous_splits(conn)))
         stored = stored_synthetic(conn)
     run = synthesize(real, seeds, stored, the_task, SyntheticConfig(**config.model_dump()),
                      settings.near_duplicate_threshold)
@@ -78,12 +79,13 @@ def synthetic_examples(context: dg.AssetExecutionContext, config: SyntheticSetti
     deps=[labelled_failures, synthetic_examples],
     description="Curated examples with a group and a stable split: passing traces and people's corrections "
                 "(real), and synthetic examples in their parent's group (never in test). Failing outputs, "
-                "duplicates (input, output, pair), out-of-bounds complexity, near-duplicates of test inputs "
-                "and synthetic data over its cap are dropped and counted. Test is stratified by failure mode; "
-                "existing groups keep their split as new data arrives.",
+                "duplicates (input, output, pair), out-of-bounds complexity (the task's bounds unless set), "
+                "near-duplicates of test inputs and synthetic data over its cap are dropped and counted. Test "
+                "is stratified by failure mode; existing groups keep their split as new data arrives.",
     check_specs=[
         dg.AssetCheckSpec("no_group_in_two_splits", asset="training_examples", blocking=True,
-                          description="Every group (a question and everything derived from it) lies in one split."),
+                          description="Every group (what the task groups, such as a question on its "
+                                      "dataset, and everything derived from it) lies in one split."),
         dg.AssetCheckSpec("test_split_is_real", asset="training_examples", blocking=True,
                           description="The test split holds only real traces and corrections."),
         dg.AssetCheckSpec("no_test_near_duplicate_in_train", asset="training_examples", blocking=True,
@@ -101,7 +103,7 @@ def training_examples(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
                                   previous_splits(conn))
         changes = store.sync(conn, "training_examples", examples, ["example_id"],
                              compare=["split", "output", "group_id"])
-        audit = audit_splits(conn, settings)
+        audit = audit_splits(conn, settings, the_task)
     version = data_version(examples)
     context.log.info(f"{examples.height} training examples, data version {version}")
     return dg.MaterializeResult(

@@ -33,7 +33,8 @@ class EvalSettings(dg.Config):
     deps=[fine_tuned_model, training_examples, trace_judgements],
     description="The newest fine-tuned model, its base and the promoted model run through the same "
                 "inference code on the test split (real traces never seen in training): share "
-                "passing all assertions, exact match of the normalised query, failure modes, the "
+                "passing all assertions, exact match of the normalised output, failure modes, rates per "
+                "report slice when the task has slices (nl2query: per dataset), the "
                 "judge's pass rate corrected for its error (when a judge is configured), latency and "
                 "cost per call, with paired bootstrap intervals and McNemar tests. Local models run here; "
                 "hosted ones answer the task's prompt through chat completions. Rows in "
@@ -60,7 +61,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     judge_info, results = judge_outputs(duckdb.get_connection, judge.settings(), task.name, results, candidates.test,
                                         context.log.info)
     evaluation = evaluate_candidates(candidates, results, judge_info,
-                                     Thresholds(config.alpha, config.min_regression, config.judge_gates))
+                                     Thresholds(config.alpha, config.min_regression, config.judge_gates), the_task)
     with duckdb.get_connection() as conn:
         store.upsert(conn, "eval_reports", evaluation.rows, REPORT_KEY)
     html_path = write_html(paths.reports_dir / evaluation.html_name, evaluation.html())

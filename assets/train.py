@@ -6,13 +6,11 @@ long work, then open again to write (the annotation app and analysts need the wr
 
 import json
 from functools import partial
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from assets.curate import training_files
-from pipeline.engine.core.versions import file_hash
 from pipeline.engine.curate.examples import training_data_version
 from pipeline.engine.providers import ProviderError
 from pipeline.engine.train import registry
@@ -21,13 +19,16 @@ from pipeline.engine.train.hosted.jobs import TERMINAL, retrieve
 from pipeline.engine.train.hosted.run import HostedRun, run_hosted
 from pipeline.engine.train.local import runs
 from pipeline.pipes.training import run_training_step
+from pipeline.engine.tasks import Task
 from pipeline.resources import FineTuning, FlywheelDuckDB, FlywheelPaths, LocalTrainer, TaskResource, TrainingCompute
 
 
-def base_model_id(trainer: LocalTrainer) -> str:
-    """Id of the base model that the trainer's corpus and configuration produce."""
-    return runs.base_model_id(Path(trainer.base_corpus), trainer.architecture(), trainer.base_train_config(),
-                              trainer.base_max_examples)
+def base_model_id(trainer: LocalTrainer, task: Task) -> str:
+    """Id of the base model that the trainer's corpus and configuration (and the task's literal
+    masking) produce."""
+    corpus = runs.corpus_file(trainer.base_corpus, required=trainer.model_name_or_path is None)
+    return runs.base_model_id(corpus, trainer.architecture(),
+                              trainer.base_train_config(), trainer.base_max_examples, task)
 
 
 def training_metadata(model_id: str, metrics: dict) -> dict:
@@ -86,18 +87,18 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
         return dg.MaterializeResult(metadata={"model_id": fine_tuning.base_model, "backend": fine_tuning.backend,
                                               "trained": False}, check_results=[fully_trained(registry.Training())])
     the_task = task.load()
-    model_id = base_model_id(trainer)
+    model_id = base_model_id(trainer, the_task)
     model_dir = paths.models_dir / model_id
     architecture, train_config = trainer.architecture(), trainer.base_train_config()
 
     def train(log):
-        corpus = runs.read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
+        corpus = runs.read_corpus(runs.corpus_file(trainer.base_corpus, required=False), trainer.base_max_examples)
         log(f"training base model {model_id} on {corpus.height} examples from {trainer.base_corpus}")
         return runs.train_base_model(model_dir, corpus, the_task, architecture, train_config, log,
                                      train_job=partial(run_training_step, context, training_compute))
 
     metrics = registry.run_training(duckdb.get_connection, model_id, model_dir, None,
-                                    file_hash(Path(trainer.base_corpus)),
+                                    runs.corpus_version(trainer.base_corpus),
                                     {"architecture": architecture, "training": train_config}, train, context.log.info)
     return training_result(model_id, metrics)
 
@@ -119,7 +120,7 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
     if fine_tuning.hosted:
         return _hosted_fine_tune(context, duckdb, fine_tuning, paths)
     the_task = task.load()
-    base_id = base_model_id(trainer)
+    base_id = base_model_id(trainer, the_task)
     base_dir = paths.models_dir / base_id
     if not runs.is_complete(base_dir):
         raise dg.Failure(f"base model {base_id} is not trained yet at {base_dir}; materialize base_model first")
@@ -134,7 +135,7 @@ def fine_tuned_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         raise dg.Failure("the train split is empty: there is nothing to fine-tune on")
 
     def train(log):
-        corpus = runs.read_corpus(Path(trainer.base_corpus), trainer.base_max_examples)
+        corpus = runs.read_corpus(runs.corpus_file(trainer.base_corpus, required=False), trainer.base_max_examples)
         replay = corpus.sample(min(trainer.replay_examples, corpus.height), seed=trainer.seed)
         log(f"fine-tuning {model_id} from {base_id} on {train_split.height} examples "
             f"(+{replay.height} replayed from the base corpus; {validation.height} for validation)")

@@ -26,6 +26,7 @@ from pipeline.engine.train.local import (  # noqa: E402
     FINE_TUNE_CONFIG, LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base,
 )
 from pipeline.engine.tasks import nl2query  # noqa: E402
+from pipeline.engine.train.local.seq2seq import mask_pairs  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 TINY_MODEL = ModelConfig(d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64)
@@ -101,14 +102,16 @@ def main() -> None:
     print(f"model {model_config}\nbase training {base_train}\nfine-tuning {tune_train}")
 
     started = time.monotonic()
-    base_result = train_base(out / "base", [source(r["input"]) for r in corpus],
-                             [nl2query.normalise(r["output"]) for r in corpus], model_config, base_train)
+    masker = nl2query.TASK.literals  # the task's literal masking, as the pipeline trains with it
+    base_result = train_base(out / "base", *mask_pairs(masker, [source(r["input"]) for r in corpus],
+                                                       [nl2query.normalise(r["output"]) for r in corpus]),
+                             model_config, base_train)
     base_seconds = time.monotonic() - started
     started = time.monotonic()
     tune_result = fine_tune(out / "base", out / "fine_tuned",
-                            [source(i) for i, _ in splits["train"]], [o for _, o in splits["train"]],
-                            tune_train, validation=([source(i) for i, _ in splits["validation"]],
-                                                    [o for _, o in splits["validation"]]))
+                            *mask_pairs(masker, [source(i) for i, _ in splits["train"]], [o for _, o in splits["train"]]),
+                            tune_train, validation=mask_pairs(masker, [source(i) for i, _ in splits["validation"]],
+                                                              [o for _, o in splits["validation"]]))
     tune_seconds = time.monotonic() - started
 
     test = splits["test"]
@@ -116,7 +119,7 @@ def main() -> None:
     for name in ("base", "fine_tuned"):
         model = LocalSeq2Seq.load(out / name)
         started = time.monotonic()
-        outputs = model.generate([source(i) for i, _ in test])
+        outputs = model.generate([source(i) for i, _ in test], masker=masker)
         generation_seconds[name] = time.monotonic() - started
         figures[name] = score(test, outputs, base_datasets)
 

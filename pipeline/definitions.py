@@ -2,8 +2,13 @@
 
 workspace.yaml points here. Owners and automation conditions come from one policy
 (:mod:`pipeline.automation`). Every setting has an embedded default that runs offline: the local
-DuckDB file data/flywheel.duckdb, the bundled demo traces and annotations, the local trainer.
-FLYWHEEL_DUCKDB overrides the database (a path, or an ``md:`` MotherDuck string).
+DuckDB file data/flywheel.duckdb, the task nl2query with its bundled demo traces, annotations and
+base corpus, the local trainer. The environment chooses without an edit of the project:
+FLYWHEEL_TASK (a built-in name, a module path or a task file), FLYWHEEL_TRACE_PATHS,
+FLYWHEEL_ANNOTATION_PATHS (``os.pathsep``-separated files or folders) and FLYWHEEL_BASE_CORPUS
+(a task's own demo files are the defaults only for that task), FLYWHEEL_DUCKDB (a path, or an
+``md:`` MotherDuck string). A team's own definitions module calls :func:`build_defs` with
+:func:`default_resources` and its overrides (README, "Adding a task").
 """
 
 import os
@@ -13,6 +18,8 @@ import dagster as dg
 from assets import curate, evaluate, ingest, label, sources, train
 from assets import langsmith as langsmith_assets
 from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
+from pipeline.engine.tasks import load_task
+from pipeline.engine.tasks.hooks import demo_data
 from pipeline.engine.train.hosted.api import KEY_VARIABLES
 from pipeline.resources import (
     AnnotationFiles, CurationSettings, EvalServing, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource,
@@ -48,14 +55,28 @@ def fine_tuning_resource() -> FineTuning:
                       **({"api_key": dg.EnvVar(variable)} if variable and os.environ.get(variable) else {}))
 
 
+def chosen_task() -> str:
+    """The task under improvement: FLYWHEEL_TASK, else the demo task nl2query."""
+    return os.environ.get("FLYWHEEL_TASK") or "nl2query"
+
+
+def locations(variable: str, *defaults: str | None) -> list[str]:
+    """The paths in ``variable`` (separated by ``os.pathsep``), else ``defaults`` that are set."""
+    given = os.environ.get(variable)
+    return [p for p in (given.split(os.pathsep) if given else defaults) if p]
+
+
 def default_resources() -> dict:
-    """Resources with the embedded offline defaults."""
+    """Resources with the embedded offline defaults, for the task and data the environment names."""
+    task = chosen_task()
+    demo = demo_data(load_task(task))
     return {
         "duckdb": FlywheelDuckDB(database=os.environ.get("FLYWHEEL_DUCKDB", "data/flywheel.duckdb")),
-        "task": TaskResource(),
-        "trace_files": TraceFiles(),
-        "annotation_files": AnnotationFiles(),
-        "trainer": LocalTrainer(),
+        "task": TaskResource(name=task),
+        "trace_files": TraceFiles(paths=locations("FLYWHEEL_TRACE_PATHS", demo.traces, TraceFiles.INCOMING)),
+        "annotation_files": AnnotationFiles(
+            paths=locations("FLYWHEEL_ANNOTATION_PATHS", demo.annotations, AnnotationFiles.INCOMING)),
+        "trainer": LocalTrainer(base_corpus=os.environ.get("FLYWHEEL_BASE_CORPUS") or demo.base_corpus or ""),
         "paths": FlywheelPaths(),
         "judge": JudgeResource(model=os.environ.get("FLYWHEEL_JUDGE_MODEL") or None),
         "curation": CurationSettings(),

@@ -18,7 +18,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="DuckDB file or md: string (default FLYWHEEL_DUCKDB or data/flywheel.duckdb)")
     parser.add_argument("--annotator", default=os.environ.get("FLYWHEEL_ANNOTATOR") or getpass.getuser(),
                         help="default annotator name (default FLYWHEEL_ANNOTATOR or the OS user)")
-    parser.add_argument("--task", default="nl2query", help="task plugin (built-in name or module path)")
+    parser.add_argument("--task", default=os.environ.get("FLYWHEEL_TASK") or "nl2query",
+                        help="task: a built-in name, a module path or a task file (default FLYWHEEL_TASK or nl2query)")
     parser.add_argument("--outbox", default="data/annotations/incoming",
                         help="where decisions wait while the database is busy; the annotations asset imports it")
     parser.add_argument("--busy-seconds", type=float, default=3.0,

@@ -23,6 +23,7 @@ from pipeline.engine.label.review import (
     DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, QueueFilter, Review, ReviewError,
     make_decision, new_annotation_id,
 )
+from pipeline.engine.tasks import Task, hooks
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 500
@@ -48,11 +49,10 @@ def _options(review: Review) -> dict[str, list[str]]:
         return {"sources": [], "checks": checks, "failure_modes": checks}
 
 
-def _row(raw: dict[str, Any]) -> dict[str, Any]:
-    """A queue row with its input parsed and a one-line summary."""
+def _row(raw: dict[str, Any], task: Task) -> dict[str, Any]:
+    """A queue row with its input parsed and its one-line ``summary`` (the task's display text)."""
     input = json.loads(raw["input"])
-    summary = input.get("question") if isinstance(input, dict) else None
-    return {**raw, "input": input, "question": summary if isinstance(summary, str) else raw["input"]}
+    return {**raw, "input": input, "summary": hooks.display_text(task, input)}
 
 
 def _sidebar(options: dict[str, list[str]], annotator: str):
@@ -175,7 +175,7 @@ def create_app(review: Review, annotator: str) -> App:
                 modes.set((await asyncio.to_thread(review.options))["failure_modes"])
             except DatabaseBusy:
                 pass
-            queue.set([_row(r) for r in frame.to_dicts()])
+            queue.set([_row(r, task) for r in frame.to_dicts()])
             await show(0)
             await refresh_progress()
 

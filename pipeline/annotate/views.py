@@ -31,7 +31,7 @@ def _value(value: Any) -> str:
 
 
 def trace_input(input: dict[str, Any]) -> Tag:
-    """The task input, one field per row (for nl2query: question, columns, dataset)."""
+    """The task input, one field per row."""
     return tags.dl(*[part for key, value in input.items()
                      for part in (tags.dt(key), tags.dd(_value(value), class_=f"input-{key}"))],
                    class_="trace-input")
@@ -93,13 +93,13 @@ def correction_status(edited: bool, failures: list[CheckResult], n_checks: int) 
 
 
 def upcoming(rows: list[dict[str, Any]], position: int, n: int = 8) -> Tag:
-    """The next traces in the queue."""
+    """The next traces in the queue, each by its one-line ``summary``."""
     following = rows[position + 1:position + 1 + n]
     if not following:
         return tags.p("Nothing after this one.")
     return tags.table(tags.tbody(*[
         tags.tr(tags.td(str(position + 2 + i)), tags.td(r["trace_id"]), tags.td(f"{r['n_failed']} failed"),
-                tags.td(_short(r.get("question") or ""))) for i, r in enumerate(following)]),
+                tags.td(_short(r.get("summary") or ""))) for i, r in enumerate(following)]),
         class_="table table-sm upcoming")
 
 

@@ -4,7 +4,8 @@ Most outputs are the gold query written the way a chat model writes JSON; a shar
 injected failure. Modes named after an nl2query assertion fail exactly that assertion (and
 the others pass); the semantic modes (``wrong_breakdown``, ``wrong_time_range``,
 ``wrong_calculation``, ``missing_filter``) pass every assertion but answer the wrong question;
-``fenced`` wraps valid JSON in a Markdown code fence, which the parser accepts.
+``fenced`` wraps valid JSON in a Markdown code fence, which the parser accepts. In any mode a
+plain COUNT is sometimes written without calculations (the spec's default is COUNT).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import copy
 import json
 import random
+from datetime import timedelta
 from typing import Any
 
 from pipeline.demo.datasets import DATASETS, Dataset
+from pipeline.demo.questions import WINDOW_DAYS, WINDOW_FIRST_DAY, unix_seconds, window_seconds
 from pipeline.engine.tasks import nl2query
+from pipeline.engine.tasks.nl2query.checks import LIST_VALUE_FILTER_OPS
 
 CORRECT, FENCED = "correct", "fenced"
 SEMANTIC_MODES = ("wrong_breakdown", "wrong_time_range", "wrong_calculation", "missing_filter")
@@ -25,18 +29,25 @@ SEMANTIC_MODES = ("wrong_breakdown", "wrong_time_range", "wrong_calculation", "m
 MODE_RATES: dict[str, float] = {
     "wrong_breakdown": 0.02, "wrong_time_range": 0.02, "wrong_calculation": 0.02, "missing_filter": 0.01,
     FENCED: 0.03,
-    "invalid_json": 0.03,
-    "unknown_calculation_op": 0.02,
+    "invalid_json": 0.025,
+    "unknown_calculation_op": 0.015,
     "unknown_filter_op": 0.015,
-    "count_with_column": 0.02,
+    "count_with_column": 0.015,
     "missing_column": 0.015,
-    "order_not_in_calculations": 0.02,
-    "time_range_not_integer": 0.02,
+    "order_not_in_calculations": 0.015,
+    "time_range_not_integer": 0.015,
     "limit_not_integer": 0.01,
     "having_not_in_calculations": 0.005,
     "invalid_shape": 0.005,
+    "invalid_filter_value": 0.01,
+    "invalid_having": 0.005,
+    "heatmap_not_allowed": 0.005,
+    "invalid_time_window": 0.005,
+    "invalid_granularity": 0.005,
 }
 UNKNOWN_COLUMN_RATE = {"base": 0.02, "team": 0.095}
+#: Share of plain-COUNT outputs written without calculations (COUNT is what none means).
+IMPLIED_COUNT_SHARE = 0.25
 
 _GENERIC_COLUMNS = ("latency", "status", "endpoint", "service", "duration", "status_code", "timestamp",
                     "user_id", "error_message", "response_time", "host", "env", "name", "type")
@@ -93,6 +104,10 @@ def applicable(mode: str, gold: dict[str, Any]) -> bool:
         "time_range_not_integer": "time_range" in gold,
         "limit_not_integer": "limit" in gold,
         "having_not_in_calculations": bool(gold.get("havings") or gold.get("breakdowns")),
+        "invalid_filter_value": bool(gold.get("filters")),
+        "invalid_having": bool(gold.get("havings") or gold.get("breakdowns")),
+        "heatmap_not_allowed": any(c["op"] == "HEATMAP" for c in calcs),
+        "invalid_time_window": "time_range" in gold or "start_time" in gold,
         "wrong_breakdown": True,
     }.get(mode, True)
 
@@ -152,11 +167,21 @@ def _semantic(mode: str, q: dict[str, Any], dataset: Dataset, rng: random.Random
         else:
             q["breakdowns"] = [new]
     elif mode == "wrong_time_range":
+        if "start_time" in q and "end_time" in q:  # the right length on the wrong day or hour
+            shift = rng.choice((-86400, 86400, -3600, 3600))
+            q["start_time"] += shift
+            q["end_time"] += shift
+            return
         current = q.get("time_range")
         choices = [60, 900, 3600, 7200, 86400, 604800, 2592000]
         if current:
             choices += [current * 60, max(60, current // 60), current * 24]
-        q["time_range"] = rng.choice([c for c in choices if c != current])
+        granularity = q.get("granularity")
+        options = [c for c in choices if c != current
+                   and (granularity is None or c / 1000 <= granularity <= c / 10)]
+        if not options:
+            raise ValueError("no other time range fits the granularity")
+        q["time_range"] = rng.choice(options)
     elif mode == "wrong_calculation":
         calcs = q["calculations"]
         keys = {(c["op"], c.get("column")) for c in calcs}
@@ -252,20 +277,91 @@ def _assertion_failure(mode: str, q: dict[str, Any], dataset: Dataset, rng: rand
             if q.get("orders") and any("op" not in o for o in q["orders"]):
                 raise ValueError("order refers to a breakdown")
         else:
-            key, value = rng.choice((("granularity", 60), ("dataset", dataset.name), ("query_type", "timeseries")))
+            key, value = rng.choice((("interval", 60), ("dataset", dataset.name), ("query_type", "timeseries")))
             q[key] = value
+    elif mode == "invalid_filter_value":
+        _bad_filter_value(rng.choice(q["filters"]), rng)
+    elif mode == "invalid_having":
+        _bad_having(q, rng)
+    elif mode == "heatmap_not_allowed":
+        heatmap = next(c for c in calcs if c["op"] == "HEATMAP")
+        if rng.random() < 0.6:
+            q["orders"] = [{"op": "HEATMAP", "column": heatmap["column"], "order": "descending"}]
+        else:
+            q["havings"] = [{"calculate_op": "HEATMAP", "column": heatmap["column"], "op": ">", "value": 100}]
+    elif mode == "invalid_time_window":
+        _bad_time_window(q, rng)
+    elif mode == "invalid_granularity":
+        window = window_seconds(q)
+        options: list[Any] = [window, window // 2, window // 5, "5m", "1h"]
+        if window > 1000:
+            options.append(1)
+        q["granularity"] = rng.choice(options)
     else:
         raise ValueError(f"unknown mode {mode!r}")
 
 
+def _bad_filter_value(f: dict[str, Any], rng: random.Random) -> None:
+    """Give filter ``f`` a value its op does not take: one for exists, a scalar for in, none or a list otherwise."""
+    op = f["op"]
+    if op in nl2query.NO_VALUE_FILTER_OPS:
+        f["value"] = rng.choice((True, "true", ""))
+    elif op in LIST_VALUE_FILTER_OPS:
+        f["value"] = rng.choice((f["value"][0], ", ".join(map(str, f["value"]))))
+    elif rng.random() < 0.5:
+        del f["value"]
+    else:
+        f["value"] = [f["value"]]
+
+
+def _bad_having(q: dict[str, Any], rng: random.Random) -> None:
+    """Leave out a having's op or calculate_op, or write its value as text."""
+    if q.get("havings"):
+        having = q["havings"][0]
+    else:
+        calc = q["calculations"][0]
+        if calc["op"] == "HEATMAP":
+            raise ValueError("no having on HEATMAP")
+        having = {"calculate_op": calc["op"], **({"column": calc["column"]} if "column" in calc else {}),
+                  "op": ">", "value": 100}
+        q["havings"] = [having]
+    r = rng.random()
+    if r < 0.4:
+        del having["op"]
+    elif r < 0.7 and "column" in having:
+        del having["calculate_op"]  # written like a filter on the column
+    else:
+        having["value"] = rng.choice((str(having["value"]), f"{having['value']}ms", "high"))
+
+
+def _bad_time_window(q: dict[str, Any], rng: random.Random) -> None:
+    """Break the query's time window: start after end, all three time keys, or a date as text."""
+    if "start_time" in q and "end_time" in q:
+        if rng.random() < 0.5:
+            q["start_time"], q["end_time"] = q["end_time"], q["start_time"]
+        else:
+            q["time_range"] = q["end_time"] - q["start_time"]
+        return
+    if "end_time" not in q:
+        day = WINDOW_FIRST_DAY + timedelta(days=rng.randrange(WINDOW_DAYS), hours=rng.randrange(24))
+        if rng.random() < 0.4:
+            q["end_time"] = day.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return
+        q["end_time"] = unix_seconds(day)
+    q["start_time"] = q["end_time"] - q["time_range"]
+
+
 def render(query: dict[str, Any], rng: random.Random) -> str:
-    """The query as a chat model writes it: key order kept, sometimes defaults spelled out or indented."""
+    """The query as a chat model writes it: key order kept, sometimes defaults spelled out or
+    indented, sometimes a plain COUNT's calculations left out."""
     r = rng.random()
     if r < 0.12:
         full = {"calculations": query.get("calculations"), "filters": [], "filter_combination": "AND",
                 "breakdowns": [], "orders": [], "havings": []}
         full.update(query)
         query = full
+    elif query.get("calculations") == [{"op": "COUNT"}] and rng.random() < IMPLIED_COUNT_SHARE:
+        query = {k: v for k, v in query.items() if k != "calculations"}
     if rng.random() < 0.2:
         return json.dumps(query, indent=2)
     return json.dumps(query)

@@ -3,16 +3,23 @@
 The query and its question are built together, part by part, so every literal in the query
 (numbers, string values, durations, "top N") appears in the question. Columns are named
 verbatim about 70% of the time and otherwise by a natural alias ("latency" for duration_ms).
+
+A few questions use the rest of Honeycomb's query spec: an absolute window in UTC ("between
+2026-11-10 14:00 and 2026-11-10 16:00 UTC", start_time and end_time as UNIX seconds; "in the 6
+hours before ...", time_range and end_time) and a bucket size ("in 5 minute buckets",
+granularity in seconds, within the window's /1000 .. /10).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pipeline.demo.datasets import BOOL, ID, NUMERIC, STRING, Column, Dataset
 from pipeline.engine.tasks import nl2query
+from pipeline.engine.tasks.nl2query.checks import DEFAULT_TIME_RANGE
 
 VERBATIM_SHARE = 0.7
 
@@ -65,6 +72,18 @@ _PRESENCE_OPS = {
     "exists": ("is set", "exists", "is present"),
     "does-not-exist": ("is missing", "does not exist", "is not set"),
 }
+#: Share of timed questions that ask for an absolute UTC window, and for a bucket size.
+ABSOLUTE_WINDOW_SHARE = 0.03
+GRANULARITY_SHARE = 0.06
+#: Absolute windows fall on these days (the demo traffic's month), starting on the hour.
+WINDOW_FIRST_DAY = datetime(2026, 10, 16, tzinfo=timezone.utc)
+WINDOW_DAYS = 30
+#: (seconds, how a person says it) for the bucket sizes a question may ask for.
+GRANULARITIES: tuple[tuple[int, str], ...] = (
+    (60, "1 minute"), (300, "5 minute"), (900, "15 minute"), (3600, "1 hour"), (86400, "1 day"),
+)
+_GRANULARITY_WORDS = ("in {g} buckets", "at {g} granularity", "with {g} resolution")
+
 _BREAKDOWN_WORDS = ("by {c}", "by {c}", "per {c}", "grouped by {c}", "broken down by {c}", "split by {c}")
 
 
@@ -174,6 +193,52 @@ def _time(rng: random.Random) -> tuple[int, str]:
     return seconds, phrase
 
 
+def unix_seconds(ts: datetime) -> int:
+    """``ts`` as a UNIX timestamp in whole seconds."""
+    return int(ts.timestamp())
+
+
+def _utc(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M")
+
+
+def _absolute_window(rng: random.Random) -> tuple[dict[str, int], str]:
+    """Time keys for an absolute UTC window and its phrase: start and end, a whole day, or the
+    hours before an end (time_range with end_time)."""
+    day = WINDOW_FIRST_DAY + timedelta(days=rng.randrange(WINDOW_DAYS))
+    r = rng.random()
+    if r < 0.2:
+        return ({"start_time": unix_seconds(day), "end_time": unix_seconds(day + timedelta(days=1))},
+                f"on {day:%Y-%m-%d} UTC")
+    start = day + timedelta(hours=rng.randrange(0, 21))
+    hours = rng.choice((1, 2, 3, 4, 6))
+    end = start + timedelta(hours=hours)
+    if r < 0.7:
+        return ({"start_time": unix_seconds(start), "end_time": unix_seconds(end)},
+                rng.choice(("between {a} and {b} UTC", "from {a} to {b} UTC")).format(a=_utc(start), b=_utc(end)))
+    span = f"{hours} hours" if hours > 1 else "hour"
+    return ({"time_range": hours * 3600, "end_time": unix_seconds(end)},
+            f"in the {span} before {_utc(end)} UTC")
+
+
+def window_seconds(query: dict[str, Any]) -> int:
+    """How many seconds a gold query covers: time_range, else end - start, else the two-hour default."""
+    if "time_range" in query:
+        return query["time_range"]
+    if "start_time" in query and "end_time" in query:
+        return query["end_time"] - query["start_time"]
+    return DEFAULT_TIME_RANGE
+
+
+def _granularity(window: int, rng: random.Random) -> tuple[int, str] | None:
+    """A bucket size valid for a ``window``-second query and its phrase, or None when none fits."""
+    options = [(g, words) for g, words in GRANULARITIES if window / 1000 <= g <= window / 10]
+    if not options:
+        return None
+    seconds, words = rng.choice(options)
+    return seconds, rng.choice(_GRANULARITY_WORDS).format(g=words)
+
+
 def _having_value(op: str, column: Column | None) -> Any:
     if op in ("COUNT", "CONCURRENCY", "COUNT_DISTINCT"):
         return 100
@@ -222,7 +287,15 @@ def sample_query(dataset: Dataset, rng: random.Random) -> tuple[dict[str, Any], 
 
     time_text = ""
     if rng.random() < (0.8 if filters or bds else 0.95):
-        query["time_range"], time_text = _time(rng)
+        if rng.random() < ABSOLUTE_WINDOW_SHARE:
+            window, time_text = _absolute_window(rng)
+            query.update(window)
+        else:
+            query["time_range"], time_text = _time(rng)
+        bucket = _granularity(window_seconds(query), rng) if rng.random() < GRANULARITY_SHARE else None
+        if bucket is not None:
+            query["granularity"] = bucket[0]
+            time_text += " " + bucket[1]
 
     op0, col0 = calcs[0]
     calc0 = {"op": op0, **({"column": col0.name} if col0 else {})}

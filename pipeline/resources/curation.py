@@ -5,8 +5,9 @@ from pipeline.resources.settings import settings_resource
 
 
 class CurationSettings(settings_resource(CurationOptions)):
-    """What goes into training: split shares (and the size check's tolerance), complexity bounds,
-    duplicates allowed per output, the cap on synthetic data per split, the near-duplicate threshold."""
+    """What goes into training: split shares (and the size check's tolerance), complexity bounds
+    (unset: the task's ``complexity_bounds``), duplicates allowed per output, the cap on synthetic
+    data per split, the near-duplicate threshold."""
 
     def config(self) -> CurationConfig:
         return self.settings().config()

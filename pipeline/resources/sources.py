@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 from pydantic import field_validator
@@ -19,7 +19,10 @@ class TraceFiles(dg.ConfigurableResource):
     lines are read (other formats wait). Settings out of range fail when the resource is made,
     with the setting named (a path that does not exist yet is fine: it is a folder to watch)."""
 
-    paths: list[str] = ["data/demo/traces.jsonl", "data/traces/incoming"]
+    #: The drop folder a deployment watches; the task's demo traces are added by default_resources.
+    INCOMING: ClassVar[str] = "data/traces/incoming"
+
+    paths: list[str] = [INCOMING]
     source_name: str = "drop_folder"
     max_record_bytes: int = 1_000_000
     settle_seconds: float = 5.0
@@ -81,7 +84,9 @@ class LangSmithSource(dg.ConfigurableResource):
 class AnnotationFiles(dg.ConfigurableResource):
     """Files of human decisions to import (the annotation app writes to the table directly)."""
 
-    paths: list[str] = ["data/demo/annotations.jsonl", "data/annotations/incoming"]
+    INCOMING: ClassVar[str] = "data/annotations/incoming"
+
+    paths: list[str] = [INCOMING]
 
     def files(self) -> list[Path]:
         found = []

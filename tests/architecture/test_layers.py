@@ -357,3 +357,34 @@ def test_nothing_points_outside_the_repository():
 def test_imports_resolve_to_modules(source, expected):
     module = Module("pipeline.engine.core.snapshot", ROOT / "pipeline/engine/core/snapshot.py", ast.parse(source), False)
     assert [i.target for i in imports(module)] == [expected]
+
+
+# Input keys of the built-in tasks: only a task's own package may read them. ("messages" is the
+# OpenAI chat format's own field, which ingestion and the training files read by right.)
+TASK_INPUT_KEYS = {"question", "dataset", "columns", "db_id", "schema", "dialect", "subject", "product"}
+
+
+def _reads_of_input_keys(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, key) of every ``x["key"]`` and ``x.get("key")`` reading one of TASK_INPUT_KEYS."""
+    found = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            key = node.args[0].value
+        if key in TASK_INPUT_KEYS:
+            found.append((node.lineno, key))
+    return found
+
+
+def test_no_module_outside_a_task_reads_an_input_key_by_name():
+    """The engine, the assets and the annotation app know a task only through its interface and
+    hooks (pipeline/engine/tasks/hooks.py); tasks/base.py and hooks.py are the interface itself."""
+    interface = {"pipeline.engine.tasks", "pipeline.engine.tasks.base", "pipeline.engine.tasks.hooks"}
+    generic = [m for m in MODULES.values() if m.name in interface or (
+        m.name.startswith(("pipeline.engine.", "assets", "pipeline.annotate"))
+        and not m.name.startswith("pipeline.engine.tasks."))]
+    offenders = [f"{m.rel}:{line} reads input[{key!r}]" for m in generic for line, key in _reads_of_input_keys(m.tree)]
+    assert not offenders, "ask the task through pipeline.engine.tasks.hooks instead:\n" + "\n".join(offenders)

@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from pipeline.definitions import ASSET_MODULES
+from pipeline.engine.tasks.nl2query import TASK
 from pipeline.resources import LocalTrainer
 from tests.assets.tiny import materialize, tiny_resources
 from tests.engine.tiny_hf import save_tiny_llama
@@ -27,7 +28,7 @@ def test_a_pretrained_base_is_registered_and_fine_tuned_with_lora(tmp_path, tiny
     assert base["steps"].value == 0 and base["reused"].value is False
     from assets.train import base_model_id
 
-    assert base["model_id"].value == base_model_id(resources["trainer"]) != base_model_id(builtin_trainer)
+    assert base["model_id"].value == base_model_id(resources["trainer"], TASK) != base_model_id(builtin_trainer, TASK)
     base_dir = tmp_path / "flywheel" / "models" / base["model_id"].value
     assert json.loads((base_dir / "flywheel.json").read_text())["backend"] == "transformers"
     assert (base_dir / "model.safetensors").is_file() and (base_dir / "tokenizer.json").is_file()

@@ -17,16 +17,18 @@ from pipeline.resources import (
 )
 
 
-def tiny_resources(folder, demo):
-    """Every resource, pointed at ``folder`` and the tiny demo data in ``demo``; models of a few steps."""
+def tiny_resources(folder, demo, task="nl2query", max_source_tokens=160):
+    """Every resource, pointed at ``folder`` and the tiny demo data in ``demo`` (traces.jsonl,
+    annotations.jsonl, base_corpus.jsonl) of ``task``; models of a few steps (``max_source_tokens``
+    None: sized from the data)."""
     return {
         "duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")),
-        "task": TaskResource(),
+        "task": TaskResource(name=task),
         "trace_files": TraceFiles(paths=[str(demo / "traces.jsonl"), str(folder / "incoming")]),
         "annotation_files": AnnotationFiles(paths=[str(demo / "annotations.jsonl")]),
         "trainer": LocalTrainer(base_corpus=str(demo / "base_corpus.jsonl"), d_model=32, num_layers=1,
                                 num_decoder_layers=1, num_heads=2, d_ff=64, vocab_size=400,
-                                max_source_tokens=160, max_target_tokens=40, base_max_steps=8,
+                                max_source_tokens=max_source_tokens, max_target_tokens=40, base_max_steps=8,
                                 finetune_max_steps=4, batch_size=16),
         "paths": FlywheelPaths(data_dir=str(folder)),
         "judge": JudgeResource(),

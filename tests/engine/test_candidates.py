@@ -140,7 +140,8 @@ def test_the_candidate_is_compared_with_every_baseline_and_the_gate_names_regres
     chosen = select_candidates(conn)
     outputs = {"ft-new": ["nope"] * 10 + [GOOD] * (N - 10), "base-1": ["nope"] * N, "ft-old": [GOOD] * N}
     results = {m: score(chosen.test, out, TASK, m, latencies_ms=[5.0] * N) for m, out in outputs.items()}
-    evaluation = evaluate_candidates(chosen, results, {"status": "off", "reason": "no judge"}, Thresholds(), now=T0)
+    evaluation = evaluate_candidates(chosen, results, {"status": "off", "reason": "no judge"}, Thresholds(), TASK,
+                                     now=T0)
     assert {b: item["verdict"] for b, item in evaluation.comparisons.items()} == {"base-1": "better", "ft-old": "worse"}
     assert [r.split(":")[0] for r in evaluation.gate] == ["passes all assertions vs ft-old",
                                                           "exact match (normalised) vs ft-old"]
@@ -149,6 +150,10 @@ def test_the_candidate_is_compared_with_every_baseline_and_the_gate_names_regres
     assert evaluation.rows["baseline_model_id"].to_list() == ["base-1", "ft-old"]
     metrics = json.loads(evaluation.rows["metrics"][1])
     assert metrics["regressions"] == evaluation.gate and metrics["thresholds"]["judge_gates"] is False
+    share = (N - 10) / N
+    assert metrics["candidate"]["slices"] == {"name": "dataset", "values": {  # the inputs name no dataset
+        "": {"n": N, "passed_checks": pytest.approx(share), "exact_match": pytest.approx(share)}}}
+    assert "## By dataset" in evaluation.markdown and "- **count 10**" in evaluation.markdown
     assert "| `ft-old` | promoted | 100.0% |" in evaluation.markdown
     assert evaluation.markdown.count("# Eval report: `ft-new` vs") == 2
     assert evaluation.headline()["verdict_vs_base"] == "better" and evaluation.headline()["promoted"] == "ft-old"

@@ -85,7 +85,7 @@ def test_audit_counts_groups_in_two_splits_synthetic_in_test_leaks_and_real_shar
     add_example(conn, "synthetic:te", "synthetic", "g_te", "test", "p95 duration_ms by service.name this week")
     add_example(conn, "synthetic:leak", "synthetic", "g_tr1", "train", "p95 duration_ms by service.name last week!")
     config = CurationConfig(splits=SplitConfig(validation=0.1, test=0.2, tolerance=0.05))
-    audit = audit_splits(conn, config)
+    audit = audit_splits(conn, config, TASK)
     assert audit.rows == 11
     assert audit.groups_in_two_splits == 1
     assert audit.synthetic_in_test == 1
@@ -101,5 +101,5 @@ def test_audit_counts_groups_in_two_splits_synthetic_in_test_leaks_and_real_shar
 
 def test_audit_of_a_clean_table_finds_nothing(conn):
     add_example(conn, "trace:a", "trace", "g_a", "train", "count by region")
-    audit = audit_splits(conn, CurationConfig())
+    audit = audit_splits(conn, CurationConfig(), TASK)
     assert (audit.rows, audit.groups_in_two_splits, audit.synthetic_in_test, audit.leaks) == (1, 0, 0, [])

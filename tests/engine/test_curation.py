@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, annotation_id
-from pipeline.engine.curate.examples import (EXAMPLE_SCHEMA, CurationConfig, complexity, curate, data_version, plan_splits,
-                                      real_examples)
+from pipeline.engine.curate.examples import (EXAMPLE_SCHEMA, CurationConfig, CurationOptions, curate, data_version,
+                                             plan_splits, real_examples)
 from pipeline.engine.curate.splits import SplitConfig, group_id
-from pipeline.engine.tasks import load_task
+from pipeline.engine.tasks import hooks, load_task
 from pipeline.engine.tasks.nl2query import canonical, dump
 
 TASK = load_task("nl2query")
@@ -131,7 +131,7 @@ def correction(trace_id, input_json, output=None, failure_mode="unknown_column")
 
 def pinned(**splits_by_input):
     """``previous`` that pins the groups of the given inputs to splits."""
-    return {group_id(i): s for s, inputs in splits_by_input.items() for i in inputs}
+    return {group_id(TASK, i): s for s, inputs in splits_by_input.items() for i in inputs}
 
 
 def run(real_rows, syn_rows=(), config=CONFIG, previous=None, now=NOW):
@@ -217,9 +217,9 @@ def test_dedup_on_output_keeps_at_most_max_per_output_preferring_real():
 
 
 def test_complexity_counts_scalar_values_of_json_else_words():
-    assert complexity(out({"calculations": [{"op": "COUNT"}]})) == 1
-    assert complexity(out(P95)) == 4  # op, column, breakdown, time_range
-    assert complexity("three plain words") == 3
+    assert hooks.complexity(TASK, out({"calculations": [{"op": "COUNT"}]})) == 1
+    assert hooks.complexity(TASK, out(P95)) == 4  # op, column, breakdown, time_range
+    assert hooks.complexity(TASK, "three plain words") == 3
 
 
 def test_complexity_bounds_drop_both_ends_and_are_configurable():
@@ -230,8 +230,18 @@ def test_complexity_bounds_drop_both_ends_and_are_configurable():
     result, report = run([simple, middle, large])
     assert result["example_id"].to_list() == ["trace:middle"]
     assert report["dropped"] == {"too_simple": 1, "too_complex": 1}
-    result, report = run([simple, middle, large], config=CurationConfig(min_complexity=None, max_complexity=None))
+    result, report = run([simple, middle, large], config=CurationConfig(min_complexity=0, max_complexity=10_000))
     assert result.height == 3 and report["dropped"] == {}
+    result, report = run([simple, middle, large], config=CurationConfig(min_complexity=5))
+    assert result["example_id"].to_list() == [] and report["dropped"] == {"too_simple": 2, "too_complex": 1}
+
+
+def test_complexity_bounds_are_the_tasks_unless_set():
+    assert TASK.complexity_bounds == (2, 30)
+    assert CurationConfig().complexity_bounds(TASK) == (2, 30)
+    assert CurationOptions().config().complexity_bounds(TASK) == (2, 30)
+    assert CurationConfig(max_complexity=12).complexity_bounds(TASK) == (2, 12)
+    assert CurationConfig(min_complexity=0).complexity_bounds(TASK) == (0, 30)
 
 
 def test_failing_outputs_are_dropped_whatever_their_source():
@@ -301,7 +311,8 @@ def test_adding_data_does_not_move_existing_examples():
     assert {k: after[k] for k in before} == before
     assert report["real_split_sizes"]["test"]["within_tolerance"]
     # the plan is what the synthetic stage sees too
-    assert plan_splits(real_frame(more + base), CONFIG.splits, previous) == dict(zip(second["group_id"], second["split"]))
+    assert plan_splits(real_frame(more + base), TASK, CONFIG.splits, previous) == dict(zip(second["group_id"],
+                                                                                          second["split"]))
 
 
 def test_data_version_changes_iff_train_or_validation_changes():
@@ -309,7 +320,7 @@ def test_data_version_changes_iff_train_or_validation_changes():
         return [trace(f"{tag}{i}", inp(f"count by region for {tag} {i}"), out({**COUNT, "time_range": 60 * (i + 1)}))
                 for i in range(n)]
     rows = rows_for("train", 2, "tr") + rows_for("validation", 2, "va") + rows_for("test", 3, "te")
-    previous = {group_id(r[3]): {"tr": "train", "va": "validation", "te": "test"}[r[2][:2]] for r in rows}
+    previous = {group_id(TASK, r[3]): {"tr": "train", "va": "validation", "te": "test"}[r[2][:2]] for r in rows}
 
     def version(rows, now=NOW):
         return data_version(run(rows, previous=previous, now=now)[0])

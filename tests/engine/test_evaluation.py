@@ -18,6 +18,24 @@ from pipeline.engine.evaluate.scoring import test_set_version as set_version
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")
+
+
+class Unsliced(type(TASK)):
+    """nl2query without report slices."""
+
+    slice_name = None
+
+
+class ByDatabase(type(TASK)):
+    """nl2query sliced under another name, and showing an example by its dataset."""
+
+    slice_name = "database"
+
+    @staticmethod
+    def display_text(input):
+        return f"on {input['dataset']}"
+
+
 NOW = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
 COLUMNS = ["duration_ms", "service.name", "http.status_code"]
 REF_P95 = json.dumps({"calculations": [{"op": "P95", "column": "duration_ms"}], "breakdowns": ["service.name"],
@@ -98,16 +116,20 @@ def test_summarize_rates_failure_modes_and_slices():
     outputs = [REF_P95, json.dumps({"calculations": [{"op": "COUNT", "column": "duration_ms"}], "time_range": "1h"}),
                REF_P95.replace("7200", "3600"), "nope"]
     results = score(TEST, outputs, TASK, "m", now=NOW)
-    summary = summarize(results, TEST)
+    summary = summarize(results, TEST, TASK)
     assert summary["n_examples"] == 4
     assert summary["passed_checks"] == pytest.approx(0.5)
     assert summary["exact_match"] == pytest.approx(0.25)
     assert summary["failure_rates"] == {"count_with_column": 0.25, "invalid_json": 0.25, "time_range_not_integer": 0.25}
-    assert summary["by_dataset"] == {
+    assert summary["slices"] == {"name": "dataset", "values": {
         "checkout-api": {"n": 2, "passed_checks": 0.5, "exact_match": 0.5},
         "payments-worker": {"n": 2, "passed_checks": 0.5, "exact_match": 0.0},
-    }
-    assert "by_dataset" not in summarize(results)
+    }}
+    assert "slices" not in summarize(results)
+    assert "slices" not in summarize(results, TEST)
+    assert "slices" not in summarize(results, TEST, Unsliced())
+    unsliced = summarize(results, TEST, Unsliced())
+    assert {k: v for k, v in summary.items() if k != "slices"} == unsliced
 
 
 def test_summarize_empty_results():
@@ -221,13 +243,13 @@ def test_end_to_end_worse_model_is_worse():
 EVIL = 'p95 <script>alert("x")</script> by `service.name` | ** [link](http://evil) <img src=x onerror=y>'
 
 
-def _render(question=EVIL, dataset="checkout-api", output="{\"a\": \"`|`\"}\nnext"):
+def _render(question=EVIL, dataset="checkout-api", output="{\"a\": \"`|`\"}\nnext", task=TASK):
     test = make_test([("e1", question, dataset, REF_P95), ("e2", "count", dataset, REF_COUNT)])
-    cand = score(test, [REF_P95, "nope"], TASK, "ft-1", now=NOW)
-    base = score(test, [output, REF_COUNT], TASK, "base", now=NOW)
-    summaries = {"ft-1": summarize(cand, test), "base": summarize(base, test)}
+    cand = score(test, [REF_P95, "nope"], task, "ft-1", now=NOW)
+    base = score(test, [output, REF_COUNT], task, "base", now=NOW)
+    summaries = {"ft-1": summarize(cand, test, task), "base": summarize(base, test, task)}
     comparison = compare(cand, base)
-    examples = examples_won_and_lost(cand, base, test)
+    examples = examples_won_and_lost(cand, base, test, task)
     return report.render("ft-1", "base", summaries, comparison, verdict(comparison), examples,
                          set_version(test))
 
@@ -245,6 +267,17 @@ def test_report_has_the_headline_table_and_sections():
     assert "| invalid_json | 50.0% | 50.0% |" in text
     assert "## Examples the candidate wins (1 shown)" in text
     assert "## Examples the candidate loses (1 shown)" in text
+    assert "- **p95 duration\\_ms by service.name**" in text and "- **count**" in text  # each by its question
+
+
+def test_report_slices_and_examples_are_as_the_task_says():
+    text = _render(question="p95 duration_ms by service.name", task=ByDatabase())
+    assert "## By database" in text and "| database | n |" in text and "| checkout\\-api | 2 |" in text
+    assert "## By dataset" not in text
+    assert "- **on checkout\\-api**" in text and "duration\\_ms" not in text.split("## Examples")[1]
+    unsliced = _render(question="p95 duration_ms by service.name", task=Unsliced())
+    assert "## By" not in unsliced
+    assert "## Failure modes" in unsliced and "- **p95 duration\\_ms by service.name**" in unsliced
 
 
 def test_report_escapes_untrusted_question_and_outputs():
@@ -355,7 +388,7 @@ def test_html_report_escapes_untrusted_text_and_embeds_the_chart(tmp_path):
     document = report_html.render_html(
         "ft<b>", summaries, {"ft<b>": "candidate"}, {"status": "off", "reason": "no model"},
         {"base": {"comparison": comparison, "verdict": verdict(comparison),
-                  "examples": examples_won_and_lost(cand, base, test)}}, ["exact match vs base: <i>"], "v1")
+                  "examples": examples_won_and_lost(cand, base, test, TASK)}}, ["exact match vs base: <i>"], "v1")
     assert "<script" not in document and "<img src=x" not in document and "ft<b>" not in document
     assert "&lt;script&gt;" in document and "ft&lt;b&gt;" in document and "data:image/png;base64," in document
     assert "Promotion gate: blocked: exact match vs base: &lt;i&gt;" in document

@@ -1,7 +1,8 @@
 """The SQL fast path and the Python reference validator agree on every record: generated lines,
 valid and invalid (keys given twice, numbers beyond a double, NaN in any spelling, odd and
-overflowing timestamps, nested and deep values, wrong types, BOMs, unicode), ingested once with
-the fast path and once through Python alone, give the same rows and the same rejections."""
+overflowing timestamps, nested and deep values, wrong types, BOMs, unicode, column lists with
+empty, odd and 100-character names, 89 and more of them), ingested once with the fast path and
+once through Python alone, give the same rows and the same rejections."""
 
 import json
 import tempfile
@@ -77,7 +78,11 @@ def objects(draw, fields: dict[str, st.SearchStrategy[str]], required: tuple[str
 
 TEXT = dumped(st.text(max_size=12))
 QUESTION = mostly(dumped(st.text(max_size=30).map(lambda t: "p95 " + t)), ODD)
-COLUMNS = mostly(dumped(st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=3)), ODD)
+#: Column names as they come: empty, with spaces, dots, tabs, quotes, emoji, 100+ characters.
+ODD_NAMES = st.sampled_from(["", " ", "a b", "http.request.method", "tab\there", "quote\"d", "back\\slash",
+                             "app.\U0001f525.score", "\u00fcn\u00efc\u00f6d\u00e9", "x" * 120, "\u3000", "new\nline"])
+NAMES = st.text(min_size=1, max_size=6) | ODD_NAMES | st.text(min_size=100, max_size=130)
+COLUMNS = mostly(dumped(st.lists(NAMES, min_size=1, max_size=3) | st.lists(NAMES, min_size=89, max_size=120)), ODD)
 INPUTS = mostly(objects({"question": QUESTION, "columns": COLUMNS, "dataset": mostly(TEXT, ODD)},
                         required=("question", "columns")), ODD)
 
@@ -150,3 +155,39 @@ def test_ordinary_records_with_odd_but_safe_values_do_take_the_fast_path():
                 '"metadata": {"n": -0, "s": "\\u00e9"}, "model": "m"}',
                 '{"input": {"question": "q", "columns": ["a"], "dataset": "d"}, "error": "e", "ts": "9999-12-31T23:59:59Z"}']
     assert fast_path_accepts(ordinary) == [True, True]
+
+
+ODD_INPUTS = [
+    {"question": "q", "columns": ["", "a"]},
+    {"question": "q", "columns": ["a", "", ""]},
+    {"question": "q", "columns": [f"attr.{i}" for i in range(89)]},
+    {"question": "q", "columns": ["a b", "x.y.z", "app.\U0001f525.score", "\u00e9" * 120, " "]},
+    {"question": "q", "columns": ["tab\there"]},
+    {"question": "q", "columns": ['quote"d', "a"]},
+    {"question": "q", "columns": [""]},
+    {"question": "q", "columns": ["", ""]},
+    {"question": "q", "columns": []},
+    {"question": "q", "columns": ["a", 3]},
+]
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_the_fast_path_accepts_only_what_validate_input_accepts_for_odd_column_lists(ensure_ascii):
+    lines = [json.dumps({"trace_id": f"t{i}", "input": given, "output": "o"}, ensure_ascii=ensure_ascii)
+             for i, given in enumerate(ODD_INPUTS)]
+    accepted = fast_path_accepts(lines)
+    valid = [TASK.validate_input(given) is None for given in ODD_INPUTS]
+    assert valid == [True, True, True, True, True, True, False, False, False, False]
+    assert all(ok <= is_valid for ok, is_valid in zip(accepted, valid)), list(zip(accepted, valid))
+    # empty, long, spaced, dotted, emoji and long names need no Python (escapes do: a tab, a quote)
+    assert accepted[:4] == [True] * 4 and accepted[4:6] == [False, False]
+
+
+def test_odd_column_lists_are_stored_alike_by_the_fast_path_and_python(connections, tmp_path):
+    fast, python = connections
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps({"trace_id": f"t{i}", "input": given, "output": "o"}) + "\n"
+                            for i, given in enumerate(ODD_INPUTS)), encoding="utf-8")
+    rows, rejections = stored(fast, path, TASK)
+    assert (rows, rejections) == stored(python, path, PythonOnly())
+    assert len(rows) == 6 and len(rejections) == 4

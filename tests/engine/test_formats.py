@@ -4,7 +4,10 @@ import gzip
 import json
 from datetime import datetime, timezone
 
-from pipeline.engine.ingest.formats import detect
+import pytest
+
+from pipeline.engine.ingest.formats import detect, to_trace
+from pipeline.engine.ingest.records import RecordError
 from pipeline.engine.tasks import load_task
 from pipeline.engine.ingest.files import read_trace_files
 from tests.engine.test_traces import INPUT, OUTPUT, record
@@ -66,7 +69,8 @@ def test_chat_records_that_cannot_be_traces_are_rejected_with_reasons(tmp_path):
     path, batch = read(tmp_path, "chat.jsonl", [no_answer, not_our_prompt, chat(messages="oops")])
     reasons = dict(zip(batch.rejected["location"], batch.rejected["reason"]))
     assert reasons == {f"{path}:1": "chat record has no assistant message to use as the output",
-                       f"{path}:2": "input.question must be a non-empty string",
+                       f"{path}:2": "task 'nl2query' cannot recover its input from chat messages: the user message "
+                                    "does not match its prompt (first line: 'hello')",
                        f"{path}:3": "messages must be a list of message objects"}
 
 
@@ -106,3 +110,41 @@ def test_langsmith_chain_run_with_task_inputs_and_an_error_is_kept(tmp_path):
     assert rows["ls_0b5e7c7a-1f7e-4c49-9d5e-3f0f6a1f2a10"]["error"] == "RateLimitError: 429"
     assert json.loads(rows["ls_0b5e7c7a-1f7e-4c49-9d5e-3f0f6a1f2a10"]["input"]) == INPUT
     assert "own-format" in rows  # one file may mix formats
+
+
+class _NoInverse:
+    """A task without input_from_messages: chat logs cannot give its input."""
+
+    name = "plain"
+
+    @staticmethod
+    def validate_input(input):
+        return None
+
+
+def test_a_chat_record_for_a_task_that_cannot_invert_its_prompt_is_rejected_saying_so():
+    with pytest.raises(RecordError) as raised:
+        to_trace(chat(), _NoInverse())
+    assert str(raised.value) == "task 'plain' cannot recover its input from chat messages: it has no input_from_messages"
+
+
+def test_the_reason_quotes_the_first_line_of_the_unmatched_user_message_cut_short():
+    long_line = "x" * 200
+    record = chat(messages=[{"role": "user", "content": f"  {long_line}\nsecond line"}, {"role": "assistant", "content": "y"}])
+    with pytest.raises(RecordError) as raised:
+        to_trace(record, TASK)
+    assert str(raised.value).endswith(f"(first line: {'x' * 77 + '...'!r})")
+    parts = chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]},
+                           {"role": "assistant", "content": "y"}])
+    with pytest.raises(RecordError, match="the last user message has no text content"):
+        to_trace(parts, TASK)
+
+
+def test_a_chat_task_takes_any_logged_conversation_as_its_input(tmp_path):
+    chat_task = load_task("chat")
+    conversation = [{"role": "developer", "content": "Be brief."},
+                    {"role": "user", "content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}]}]
+    row = to_trace(chat(messages=conversation + [{"role": "assistant", "content": "Hi!"}]), chat_task)
+    assert row["input"] == {"messages": [{"role": "system", "content": "Be brief."},
+                                         {"role": "user", "content": "hello there"}]}
+    assert row["output"] == "Hi!"

@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from pipeline.engine.train.local.literals import MAX_LITERALS, Literal, mask_source, mask_target, unmask
-from pipeline.engine.tasks import nl2query
+from pipeline.engine.tasks import hooks, nl2query
+from pipeline.engine.tasks.nl2query.literals import LITERALS, MAX_LITERALS, Literal
+
+mask_source, mask_target, unmask = LITERALS.mask_source, LITERALS.mask_target, LITERALS.unmask
 
 
 def _source(question: str, columns=("duration_ms", "http.status_code", "service.name")) -> str:
@@ -47,6 +49,24 @@ def test_numbers_in_identifiers_and_words_are_not_literals():
     masked = mask_source(text)
     assert masked.literals == ()
     assert masked.text == text
+
+
+@pytest.mark.parametrize("identifier", ["t3", "eu-west-1", "ip-10-0-0-1", "node-3", "3-node", "db-2024-05-01",
+                                        "2d-view", "k8s", "v1.2.3", "pod-7f9c"])
+def test_identifiers_with_digits_stay_whole(identifier):
+    masked = mask_source(f"errors on {identifier} above 500 over the last 2 hours")
+    assert masked.text == f"errors on {identifier} above <v0> over the last <v1> hours"
+    assert [lit.json() for lit in masked.literals] == ["500", "7200"]
+
+
+def test_a_quoted_identifier_is_masked_whole_and_restored():
+    masked = mask_source("count where region is 'eu-west-1' and host is t3")
+    assert masked.text == "count where region is '<v0>' and host is t3"
+    target = '{"filters":[{"column":"region","op":"=","value":"eu-west-1"},{"column":"host","op":"=","value":"t3"}]}'
+    masked_target = mask_target(target, masked.literals)
+    assert masked_target == ('{"filters":[{"column":"region","op":"=","value":"<v0>"},'
+                             '{"column":"host","op":"=","value":"t3"}]}')
+    assert unmask(masked_target, masked.literals) == target
 
 
 def test_thousands_separators_decimals_and_dates():
@@ -96,9 +116,32 @@ def test_apostrophes_are_not_quotes():
     assert masked.text == "what's the p95 for '<v0>' and o'brien's rows"
 
 
-def test_unknown_placeholders_stay_visible():
-    masked = mask_source("limit 5")
-    assert unmask('{"limit":<v3>,"x":"<v7>"}', masked.literals) == '{"limit":<v3>,"x":"<v7>"}'
+def test_every_known_placeholder_is_restored_wherever_it_is():
+    masked = mask_source("service 'api' with status 500, limit 5")
+    generated = '{"limit":<v2>, "filters":[{"value": <v1>},{"value":"<v0>"}],"note":"<v0>/<v1>","<v2>":1}'
+    assert json.loads(unmask(generated, masked.literals)) == {
+        "limit": 5, "filters": [{"value": 500}, {"value": "api"}], "note": "api/500", "5": 1}
+
+
+@pytest.mark.parametrize("generated", [
+    '{"limit":<v0>}',  # the base model wrote a placeholder for a source without literals
+    '{"limit":<v3>}',  # an index beyond the literals
+    '{"value":"<v7>"}',  # a whole string
+    '{"value":"x <v7> y"}',  # inside a string
+])
+def test_unknown_placeholders_leave_an_output_that_is_not_json(generated):
+    restored = unmask(generated, mask_source("limit" if "<v0>" in generated else "limit 5").literals)
+    assert "<v" in restored
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(restored)
+    assert nl2query.normalise(restored) is None
+    assert not all(r.passed for r in nl2query.check({"question": "q", "columns": ["a"]}, restored))
+
+
+def test_the_task_exposes_its_masker_and_placeholders_are_the_tokenizers():
+    assert hooks.literal_masker(nl2query.TASK) is LITERALS
+    masked = mask_source(" ".join(str(100 + i) for i in range(MAX_LITERALS)))
+    assert {f"<v{i}>" for i in range(MAX_LITERALS)} == set(hooks.PLACEHOLDERS) <= set(masked.text.split())
 
 
 def test_literals_beyond_the_placeholder_count_stay_as_text():

@@ -1,15 +1,19 @@
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.engine.train.local import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base
-from pipeline.engine.train.local.literals import PLACEHOLDERS
-from pipeline.engine.train.local.tokenizer import EOS_ID, UNK_ID, decode, encode, load_tokenizer, train_tokenizer
 from pipeline.engine.tasks import nl2query
+from pipeline.engine.tasks.hooks import PLACEHOLDERS
+from pipeline.engine.tasks.nl2query.literals import LITERALS
+from pipeline.engine.train.local import LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base
+from pipeline.engine.train.local.config import fit_length
+from pipeline.engine.train.local.seq2seq import mask_pairs
+from pipeline.engine.train.local.tokenizer import EOS_ID, UNK_ID, decode, encode, load_tokenizer, train_tokenizer
 
 TINY = ModelConfig(vocab_size=400, d_model=64, num_layers=1, num_decoder_layers=1, num_heads=4, d_ff=128,
                    dropout=0.0, max_source_tokens=96, max_target_tokens=128)
@@ -225,3 +229,98 @@ def test_a_crashed_base_training_resumes_from_its_last_checkpoint_to_the_same_mo
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "crashed")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert sorted(p.name for p in (tmp_path / "crashed" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-21"]
+
+
+def test_a_length_left_to_the_data_fits_the_longest_rounded_up_and_an_explicit_one_wins():
+    assert fit_length([3, 17, 9], None, ceiling=1024).length == 24 and fit_length([16], None, 1024).length == 16
+    assert fit_length([3, 17, 9], None, ceiling=1024).cut == 0
+    assert (fit_length([3, 17, 9, 40], None, ceiling=20).length, fit_length([3, 17, 9, 40], None, 20).cut) == (20, 1)
+    assert [fit_length([3, 17, 9, 40], None, ceiling=16).cut, fit_length([3, 17, 9, 40], 9, 1024).cut] == [2, 2]
+    assert fit_length([3, 17, 9, 40], 9, ceiling=8).length == 9
+    with pytest.raises(ValueError, match="room"):
+        fit_length([3], 1, 1024)
+
+
+def _token_lengths(model_dir: Path, texts: list[str]) -> list[int]:
+    return [len(ids) for ids in encode(load_tokenizer(model_dir), texts, 10**6)]
+
+
+def test_token_lengths_are_sized_from_the_training_data_and_generation_uses_them(tmp_path):
+    sources, targets = toy_examples(12, seed=8)
+    sized = replace(TINY, max_source_tokens=None, max_target_tokens=None)
+    log: list[str] = []
+    result = train_base(tmp_path / "m", sources, targets, sized, TrainConfig(max_steps=1, batch_size=4),
+                        log=log.append)
+    longest_source = max(_token_lengths(tmp_path / "m", sources))
+    longest_target = max(_token_lengths(tmp_path / "m", targets))
+    assert result.max_source_tokens_used == -(-longest_source // 8) * 8 >= longest_source
+    assert result.max_target_tokens_used == -(-longest_target // 8) * 8 >= longest_target
+    assert result.sources_cut == result.targets_cut == 0 and not any(line.startswith("warning") for line in log)
+    model = LocalSeq2Seq.load(tmp_path / "m")
+    assert (model.max_source_tokens, model.max_target_tokens) == (result.max_source_tokens_used,
+                                                                   result.max_target_tokens_used)
+    assert json.loads((tmp_path / "m" / "flywheel.json").read_text())["model_config"]["max_source_tokens"] is None
+
+
+def test_sources_longer_than_an_explicit_length_are_counted_and_warned_about(tmp_path):
+    sources, targets = toy_examples(12, seed=8)
+    log: list[str] = []
+    result = train_base(tmp_path / "m", sources, targets, replace(TINY, max_source_tokens=24, max_target_tokens=None),
+                        TrainConfig(max_steps=1, batch_size=4), log=log.append)
+    cut = sum(n > 24 for n in _token_lengths(tmp_path / "m", sources))
+    assert cut > 0 and result.sources_cut == cut and result.max_source_tokens_used == 24
+    assert f"warning: {cut} of 12 training sources are longer than 24 tokens and lose their start" in log
+    saved = json.loads((tmp_path / "m" / "flywheel.json").read_text())["result"]
+    assert saved["sources_cut"] == cut and saved["targets_cut"] == 0
+    # fine-tuning from it keeps the explicit length, as does generation
+    tuned = fine_tune(tmp_path / "m", tmp_path / "ft", sources, targets, TrainConfig(max_steps=1, batch_size=4),
+                      log=lambda _: None)
+    assert tuned.max_source_tokens_used == LocalSeq2Seq.load(tmp_path / "ft").max_source_tokens == 24
+
+
+def test_masked_training_restores_the_literals_of_new_questions(tmp_path):
+    """The model learns to copy placeholders; generation masks the question and restores its values."""
+    sources, targets = toy_examples(8, seed=1, datasets=("web",))
+    masked_sources, masked_targets = mask_pairs(LITERALS, sources, targets)
+    assert any("<v0>" in s for s in masked_sources) and all("<v" not in s for s in sources)
+    train_base(tmp_path / "m", masked_sources, masked_targets, TINY, OVERFIT, log=lambda _: None)
+    model = LocalSeq2Seq.load(tmp_path / "m")
+    assert model.generate(sources, masker=LITERALS) == targets
+    assert [len(model.tokenizer.encode(p, add_special_tokens=False).ids) for p in PLACEHOLDERS] == [1] * 16
+    # the same questions with other values: the values come from the question, not from memory
+    renumbered = [s.replace("500", "777").replace("1000", "4242") for s in sources]
+    expected = [t.replace("500", "777").replace("1000", "4242") for t in targets]
+    assert model.generate(renumbered, masker=LITERALS) == expected
+
+
+def test_the_training_job_holds_the_tasks_masked_texts_and_the_base_id_names_the_masking(tmp_path):
+    import polars as pl
+
+    from pipeline.engine.tasks import load_task
+    from pipeline.engine.train.local.config import TrainResult
+    from pipeline.engine.train.local.runs import base_model_id, train_base_model
+
+    task = load_task("nl2query")
+    corpus = pl.DataFrame({"input": [json.dumps({"question": "count on eu-west-1 over the last 2 hours",
+                                                 "columns": ["region"]})],
+                           "output": [json.dumps({"calculations": [{"op": "COUNT"}], "time_range": 7200})]})
+    written: list[dict] = []
+
+    def read_job(job, processes, log):
+        written.extend(json.loads(line) for line in Path(job.train).read_text().splitlines())
+        return TrainResult(steps=0, epochs=0.0, seconds=0.0, train_loss=0.0, validation_loss=None,
+                           tokens_per_second=0.0)
+
+    train_base_model(tmp_path / "m", corpus, task, TINY, TrainConfig(), lambda _: None, train_job=read_job)
+    [pair] = written
+    assert pair["source"].endswith("count on eu-west-1 over the last <v0> hours")
+    assert json.loads(pair["target"].replace("<v0>", "0")) == {"calculations": [{"op": "COUNT"}], "time_range": 0}
+
+    class Unmasked:
+        name, version = task.name, task.version
+
+    corpus_file = tmp_path / "corpus.jsonl"
+    corpus_file.write_text("{}\n")
+    ids = {base_model_id(corpus_file, TINY, TrainConfig(), None, t) for t in (task, Unmasked(), None)}
+    assert len(ids) == 2 and base_model_id(corpus_file, TINY, TrainConfig(), None, Unmasked()) == \
+        base_model_id(corpus_file, TINY, TrainConfig(), None)

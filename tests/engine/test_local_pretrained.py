@@ -169,3 +169,26 @@ def test_the_pipeline_registers_a_pretrained_base_and_serves_the_fine_tuned_mode
     assert tuned["steps"] == 120 and tuned["validation_loss"] < 0.2
     provider = LocalModelProvider(tmp_path / "ft", task, batch_size=3)
     assert provider.complete([json.loads(i) for i in examples["input"]]) == list(FACTS.values())
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_token_lengths_are_sized_from_the_records_or_cut_where_set_counted_and_used_to_generate(kind, tmp_path):
+    save = save_tiny_t5 if kind == "seq2seq" else save_tiny_llama
+    source = save(tmp_path / "source")
+    prompts, targets = toy_pairs()
+    one_step = TrainConfig(max_steps=1, batch_size=4)
+    register(PretrainedSpec(str(source)), tmp_path / "sized-base", log=QUIET)
+    sized = fine_tune(tmp_path / "sized-base", tmp_path / "sized", prompts, targets, one_step, log=QUIET)
+    assert sized.sources_cut == sized.targets_cut == 0
+    assert sized.max_source_tokens_used % 8 == 0 and sized.max_target_tokens_used % 8 == 0
+    model = PretrainedModel(tmp_path / "sized")
+    longest = max(len(model.codec.whole_prompt_ids(p)) for p in prompts)
+    assert longest <= sized.max_source_tokens_used < longest + 8
+    assert (model.codec.max_source_tokens, model.codec.max_target_tokens) == (sized.max_source_tokens_used,
+                                                                               sized.max_target_tokens_used)
+    register(PretrainedSpec(str(source), max_source_tokens=longest - 1), tmp_path / "short-base", log=QUIET)
+    log: list[str] = []
+    short = fine_tune(tmp_path / "short-base", tmp_path / "short", prompts, targets, one_step, log=log.append)
+    cut = sum(len(model.codec.whole_prompt_ids(p)) > longest - 1 for p in prompts)
+    assert short.sources_cut == cut > 0 and short.max_source_tokens_used == longest - 1
+    assert any(line.startswith(f"warning: {cut} of {len(prompts)} training prompts are longer") for line in log)

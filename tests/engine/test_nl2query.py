@@ -8,6 +8,7 @@ import pytest
 from pipeline.engine.tasks import Task, load_task
 from pipeline.engine.tasks import nl2query
 from pipeline.engine.tasks.nl2query import CHECK_NAMES, canonical, check, normalise, parse, prompt, validate_input
+from pipeline.engine.tasks.nl2query.checks import LIST_VALUE_FILTER_OPS
 
 COLUMNS = ["duration_ms", "service.name", "http.status_code", "http.route", "region"]
 INPUT = {"question": "p95 duration_ms by service.name last 2 hours", "columns": COLUMNS,
@@ -118,8 +119,6 @@ def test_non_string_output_is_invalid_json():
 
 @pytest.mark.parametrize("output,detail", [
     (q(group_by=["service.name"]), "unknown key 'group_by'"),
-    (q(calculations=[]), "calculations must be a non-empty list"),
-    (q(calculations=None), "calculations must be a non-empty list"),
     (q(calculations={"op": "COUNT"}), "calculations must be"),
     (q(filters={"column": "region", "op": "exists"}), "filters must be a list of objects"),
     (q(filters=["region exists"]), "filters must be a list of objects"),
@@ -141,7 +140,7 @@ def test_shape_near_misses_pass():
 
 
 def test_unknown_key_fails_only_the_shape_check():
-    assert_only_fails(q(granularity=60), "invalid_shape", "unknown key 'granularity'")
+    assert_only_fails(q(interval=60), "invalid_shape", "unknown key 'interval'")
 
 
 # --- unknown_calculation_op ------------------------------------------------------------------------
@@ -167,7 +166,7 @@ def test_unknown_filter_op(op):
 
 @pytest.mark.parametrize("op", sorted(nl2query.FILTER_OPS))
 def test_every_known_filter_op_passes(op):
-    value = {} if op in nl2query.NO_VALUE_FILTER_OPS else {"value": ["a"] if "in" in op else "a"}
+    value = {} if op in nl2query.NO_VALUE_FILTER_OPS else {"value": ["a"] if op in LIST_VALUE_FILTER_OPS else "a"}
     assert failures(q(filters=[{"column": "region", "op": op, **value}])) == {}
 
 
@@ -370,7 +369,7 @@ def test_validate_input_accepts_a_well_formed_input():
     ({"question": "count"}, "input.columns"),
     ({"question": "count", "columns": []}, "input.columns"),
     ({"question": "count", "columns": "duration_ms"}, "input.columns"),
-    ({"question": "count", "columns": ["duration_ms", ""]}, "input.columns"),
+    ({"question": "count", "columns": ["", ""]}, "input.columns"),
     ({"question": "count", "columns": ["duration_ms", 3]}, "input.columns"),
 ])
 def test_validate_input_rejects_with_reason(bad, part):

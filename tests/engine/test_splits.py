@@ -1,4 +1,5 @@
-"""Splits: groups, stratified quotas, stability as data arrives; near-duplicate detection."""
+"""Splits: groups, stratified quotas, stability as data arrives; near-duplicate detection (for
+nl2query, whose hooks say what groups and what is compared; the defaults: test_task_hooks.py)."""
 
 import json
 from collections import Counter
@@ -7,8 +8,11 @@ import pytest
 
 from pipeline.engine.curate.dedup import NearDuplicateIndex, input_key, near_duplicate_pairs, words
 from pipeline.engine.curate.splits import NO_FAILURE, SplitConfig, assign_splits, group_id, split_sizes
+from pipeline.engine.tasks import hooks, load_task
 
 CONFIG = SplitConfig()
+TASK = load_task("nl2query")
+FILLER = hooks.filler_words(TASK)
 
 
 def inp(question, dataset="checkout-api", columns=("duration_ms", "service.name")):
@@ -16,15 +20,15 @@ def inp(question, dataset="checkout-api", columns=("duration_ms", "service.name"
 
 
 def groups(n, tag="q"):
-    return [group_id(inp(f"count for {tag} {i}")) for i in range(n)]
+    return [group_id(TASK, inp(f"count for {tag} {i}")) for i in range(n)]
 
 
 def test_group_id_ignores_case_and_whitespace_but_not_dataset_or_wording():
-    a = group_id(inp("P95 duration_ms by service.name  last 2 hours"))
-    assert a == group_id(inp("  p95 duration_ms BY service.name\tlast 2 hours\n"))
-    assert a == group_id(inp("p95 duration_ms by service.name last 2 hours", columns=["duration_ms"]))
-    assert a != group_id(inp("p95 duration_ms by service.name last 2 hours", dataset="payments-worker"))
-    assert a != group_id(inp("p95 duration_ms by service.name last 3 hours"))
+    a = group_id(TASK, inp("P95 duration_ms by service.name  last 2 hours"))
+    assert a == group_id(TASK, inp("  p95 duration_ms BY service.name\tlast 2 hours\n"))
+    assert a == group_id(TASK, inp("p95 duration_ms by service.name last 2 hours", columns=["duration_ms"]))
+    assert a != group_id(TASK, inp("p95 duration_ms by service.name last 2 hours", dataset="payments-worker"))
+    assert a != group_id(TASK, inp("p95 duration_ms by service.name last 3 hours"))
     assert a.startswith("g_")
 
 
@@ -80,9 +84,10 @@ def test_split_sizes_against_targets_and_tolerance():
 # --- near-duplicates ---------------------------------------------------------------------------
 
 def test_words_drop_case_punctuation_and_filler_but_keep_identifiers():
-    assert words("Show me the P95 of duration_ms by service.name, in the last 2 hours?") == \
+    assert words("Show me the P95 of duration_ms by service.name, in the last 2 hours?", FILLER) == \
         {"p95", "duration_ms", "by", "service.name", "last", "2", "hours"}
-    assert "/api/cart" in words("count where http.route = '/api/cart'")
+    assert "/api/cart" in words("count where http.route = '/api/cart'", FILLER)
+    assert {"show", "me", "the"} <= words("Show me the P95")  # no filler words given: none dropped
 
 
 @pytest.mark.parametrize("question,is_near", [
@@ -93,29 +98,29 @@ def test_words_drop_case_punctuation_and_filler_but_keep_identifiers():
     ("p95 duration_ms by region last 2 hours", False),
 ])
 def test_near_duplicates_within_a_scope(question, is_near):
-    index = NearDuplicateIndex(0.9)
+    index = NearDuplicateIndex(TASK, 0.9)
     index.add(inp("p95 duration_ms by service.name last 2 hours"), "a")
     assert (index.find(inp(question)) == "a") is is_near
     assert index.find(inp(question, dataset="payments-worker")) is None  # another dataset is another scope
 
 
 def test_near_duplicate_threshold_and_extra_scope():
-    index = NearDuplicateIndex(0.7)
+    index = NearDuplicateIndex(TASK, 0.7)
     index.add(inp("p95 duration_ms by service.name last 2 hours"), "a", scope="out-1")
     assert index.find(inp("p95 duration_ms by service.name last 3 hours"), scope="out-1") == "a"
     assert index.find(inp("p95 duration_ms by service.name last 3 hours"), scope="out-2") is None
     with pytest.raises(ValueError):
-        NearDuplicateIndex(0)
+        NearDuplicateIndex(TASK, 0)
 
 
 def test_input_key_is_exact_up_to_case_and_spaces():
-    assert input_key(inp("Count  by region")) == input_key(inp(" count by REGION "))
-    assert input_key(inp("count by region")) != input_key(inp("count by region", columns=["region"]))
+    assert input_key(TASK, inp("Count  by region")) == input_key(TASK, inp(" count by REGION "))
+    assert input_key(TASK, inp("count by region")) != input_key(TASK, inp("count by region", columns=["region"]))
 
 
 def test_near_duplicate_pairs_name_the_leaking_example_and_what_it_leaks():
     reference = [("te1", inp("p95 duration_ms by service.name last 2 hours")), ("te2", inp("count by region"))]
     others = [("tr1", inp("Show me the p95 duration_ms by service.name in the last 2 hours")),
               ("tr2", inp("count by region last week")), ("tr3", inp("count by region", dataset="other"))]
-    assert near_duplicate_pairs(reference, others) == [("tr1", "te1")]
-    assert near_duplicate_pairs(reference, others, threshold=0.6) == [("tr1", "te1"), ("tr2", "te2")]
+    assert near_duplicate_pairs(TASK, reference, others) == [("tr1", "te1")]
+    assert near_duplicate_pairs(TASK, reference, others, threshold=0.6) == [("tr1", "te1"), ("tr2", "te2")]

@@ -14,6 +14,7 @@ from pipeline.engine.core import store
 from pipeline.engine.curate.dedup import near_duplicate_pairs
 from pipeline.engine.curate.examples import CurationConfig
 from pipeline.engine.curate.splits import split_sizes
+from pipeline.engine.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class SplitAudit:
                              for s, v in self.sizes.items()])
 
 
-def audit_splits(conn: duckdb.DuckDBPyConnection, config: CurationConfig) -> SplitAudit:
-    """The split facts of the stored training_examples, near-duplicates by ``config``'s threshold
-    and shares against ``config.splits``."""
+def audit_splits(conn: duckdb.DuckDBPyConnection, config: CurationConfig, task: Task) -> SplitAudit:
+    """The split facts of the stored training_examples, near-duplicates as ``task`` compares inputs
+    at ``config``'s threshold, and shares against ``config.splits``."""
     stored = store.read(conn, "SELECT example_id, source, group_id, split, input::VARCHAR AS input "
                               "FROM training_examples ORDER BY example_id")
     test = stored.filter(pl.col("split") == "test")
@@ -45,7 +46,7 @@ def audit_splits(conn: duckdb.DuckDBPyConnection, config: CurationConfig) -> Spl
         groups_in_two_splits=stored.group_by("group_id").agg(pl.col("split").n_unique())
         .filter(pl.col("split") > 1).height,
         synthetic_in_test=test.filter(pl.col("source") == "synthetic").height,
-        leaks=near_duplicate_pairs(test.select("example_id", "input").rows(),
+        leaks=near_duplicate_pairs(task, test.select("example_id", "input").rows(),
                                    stored.filter(pl.col("split") != "test").select("example_id", "input").rows(),
                                    config.near_duplicate_threshold),
         sizes=split_sizes(stored.filter(pl.col("source") != "synthetic")["split"].to_list(), config.splits),

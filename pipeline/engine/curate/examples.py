@@ -4,6 +4,8 @@
 outputs, duplicates (on input, on output, on the pair), examples outside the complexity bounds,
 train examples that near-duplicate a test input and synthetic examples over their split's cap,
 and assigns every group a split (:mod:`pipeline.engine.curate.splits`). Every drop is counted by reason.
+What an input's group is, what counts as a duplicate input and how complex an output is, the task
+says (:mod:`pipeline.engine.tasks.hooks`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pipeline.engine.core import store
 from pipeline.engine.label.annotations import latest_decisions
 from pipeline.engine.curate.dedup import DEFAULT_THRESHOLD, input_key, near_duplicate_pairs
 from pipeline.engine.curate.splits import NO_FAILURE, SPLITS, SplitConfig, assign_splits, group_id, split_sizes
-from pipeline.engine.tasks import Task
+from pipeline.engine.tasks import Task, hooks
 
 EXAMPLE_SCHEMA = {
     "example_id": pl.String, "source": pl.String, "group_id": pl.String, "split": pl.String,
@@ -35,13 +37,13 @@ SOURCE_PRIORITY = {"correction": 0, "trace": 1, "synthetic": 2}
 
 @dataclass(frozen=True)
 class CurationConfig:
-    """What curation keeps: complexity bounds (inclusive; None = unbounded), at most
-    ``max_per_output`` examples per output, at most ``max_synthetic_share`` synthetic examples in
-    a split, and the near-duplicate threshold for test leakage."""
+    """What curation keeps: complexity bounds (inclusive; None = the task's ``complexity_bounds``),
+    at most ``max_per_output`` examples per output, at most ``max_synthetic_share`` synthetic
+    examples in a split, and the near-duplicate threshold for test leakage."""
 
     splits: SplitConfig = field(default_factory=SplitConfig)
-    min_complexity: int | None = 2
-    max_complexity: int | None = 30
+    min_complexity: int | None = None
+    max_complexity: int | None = None
     max_per_output: int = 10
     max_synthetic_share: float = 0.4
     near_duplicate_threshold: float = DEFAULT_THRESHOLD
@@ -52,13 +54,19 @@ class CurationConfig:
         if self.max_per_output < 1:
             raise ValueError(f"max_per_output must be at least 1, got {self.max_per_output}")
 
+    def complexity_bounds(self, task: Task) -> tuple[int | None, int | None]:
+        """(min, max) complexity kept: each bound as set here, else the task's (None: unbounded)."""
+        low, high = hooks.complexity_bounds(task)
+        return (low if self.min_complexity is None else self.min_complexity,
+                high if self.max_complexity is None else self.max_complexity)
+
 
 @dataclass(frozen=True)
 class CurationOptions:
     """What a deployment sets about curation, flat (the ``CurationSettings`` resource's fields),
     with CurationConfig's and SplitConfig's defaults: split shares (and the size check's
-    tolerance), complexity bounds, duplicates allowed per output, the cap on synthetic data per
-    split, the near-duplicate threshold."""
+    tolerance), complexity bounds (None: the task's), duplicates allowed per output, the cap on
+    synthetic data per split, the near-duplicate threshold."""
 
     validation_share: float = SplitConfig.validation
     test_share: float = SplitConfig.test
@@ -78,27 +86,10 @@ class CurationOptions:
             near_duplicate_threshold=self.near_duplicate_threshold)
 
 
-def complexity(output: str) -> int:
-    """Size of an output: the number of scalar values in it when it is JSON, else its word count."""
-    try:
-        value = json.loads(output)
-    except (json.JSONDecodeError, TypeError):
-        return len(str(output).split())
-
-    def leaves(v: Any) -> int:
-        if isinstance(v, dict):
-            return sum(leaves(x) for x in v.values())
-        if isinstance(v, list):
-            return sum(leaves(x) for x in v)
-        return 1
-
-    return leaves(value)
-
-
 def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: pl.DataFrame,
                   task: Task) -> pl.DataFrame:
     """Examples from production: traces that pass every assertion and were not judged bad by a
-    person (output normalised), and people's corrections (replacing the trace's output).
+    person (output normalised), and people's corrections (replacing the trace's output, normalised).
 
     Columns: example_id, source, parent_id (the trace), input, output, failure_mode (what the
     corrected trace got wrong: the person's label, else its first failing check in the task's
@@ -119,7 +110,7 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
     from_traces = passing.select(
         ("trace:" + pl.col("trace_id")).alias("example_id"), pl.lit("trace").alias("source"),
         pl.col("trace_id").alias("parent_id"), "input",
-        pl.col("output").map_elements(task.normalise, return_dtype=pl.String).alias("output"),
+        _normalised(task, "output").alias("output"),
         pl.lit(None, pl.String).alias("failure_mode"))
     from_people = (decisions.filter(pl.col("correction").is_not_null())
                    .join(traces.select("trace_id", "input"), on="trace_id", how="inner")
@@ -127,31 +118,43 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
                    .select(("correction:" + pl.col("trace_id")).alias("example_id"),
                            pl.lit("correction").alias("source"), pl.col("trace_id").alias("parent_id"),
                            "input",
-                           pl.col("correction").map_elements(task.normalise, return_dtype=pl.String).alias("output"),
+                           _normalised(task, "correction").alias("output"),
                            pl.coalesce("failure_mode", "failed").alias("failure_mode")))
     return pl.concat([from_traces, from_people]).filter(pl.col("output").is_not_null())
 
 
-def real_groups(real: pl.DataFrame) -> dict[str, str]:
+def _normalised(task: Task, column: str) -> pl.Expr:
+    """The task's canonical form of ``column`` (an output), given each row's input; null when it
+    does not parse."""
+    def normalise(row: dict[str, Any]) -> str | None:
+        output = row[column]
+        return None if output is None else hooks.normalise(task, output, json.loads(row["input"]))
+
+    return pl.struct("input", column).map_elements(normalise, return_dtype=pl.String)
+
+
+def real_groups(real: pl.DataFrame, task: Task) -> dict[str, str]:
     """Group -> stratum (the first failure mode among its examples, else ``NO_FAILURE``)."""
     strata: dict[str, str] = {}
     for input_json, mode in real.select("input", "failure_mode").iter_rows():
-        group = group_id(input_json)
+        group = group_id(task, input_json)
         if mode is not None and strata.get(group, NO_FAILURE) == NO_FAILURE:
             strata[group] = mode
         strata.setdefault(group, NO_FAILURE)
     return strata
 
 
-def plan_splits(real: pl.DataFrame, config: SplitConfig, previous: dict[str, str] | None = None) -> dict[str, str]:
+def plan_splits(real: pl.DataFrame, task: Task, config: SplitConfig,
+                previous: dict[str, str] | None = None) -> dict[str, str]:
     """Group -> split for every group of the real examples (before any curation drops, so the
     synthetic stage, which must not use test seeds, sees the same plan as curation)."""
-    return assign_splits(real_groups(real), config, previous)
+    return assign_splits(real_groups(real, task), config, previous)
 
 
-def outside_test(real: pl.DataFrame, splits: dict[str, str]) -> pl.DataFrame:
+def outside_test(real: pl.DataFrame, task: Task, splits: dict[str, str]) -> pl.DataFrame:
     """The real examples whose group is not in test: the only ones synthetic data may derive from."""
-    return real.filter(pl.col("input").map_elements(lambda i: splits[group_id(i)], return_dtype=pl.String) != "test")
+    return real.filter(pl.col("input").map_elements(lambda i: splits[group_id(task, i)], return_dtype=pl.String)
+                       != "test")
 
 
 def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: CurationConfig,
@@ -164,7 +167,7 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
     """
     now = now or datetime.now(timezone.utc)
     dropped: Counter = Counter()
-    parent_groups = {e: group_id(i) for e, i in real.select("example_id", "input").iter_rows()}
+    parent_groups = {e: group_id(task, i) for e, i in real.select("example_id", "input").iter_rows()}
     synth = synthetic.select("example_id", pl.lit("synthetic").alias("source"), "parent_id", "input", "output",
                              pl.lit(None, pl.String).alias("failure_mode"))
     rows = [dict(r, order=n) for n, r in enumerate(pl.concat([real.select(synth.columns), synth]).iter_rows(named=True))]
@@ -178,25 +181,26 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
         if row["output"] is None or any(r.passed is False for r in task.check(json.loads(row["input"]), row["output"])):
             dropped["failing_output"] += 1
             continue
-        row["group_id"] = parent_groups[row["parent_id"]] if row["source"] == "synthetic" else group_id(row["input"])
-        row["complexity"] = complexity(row["output"])
-        row["input_key"] = input_key(row["input"])
+        row["group_id"] = (parent_groups[row["parent_id"]] if row["source"] == "synthetic"
+                           else group_id(task, row["input"]))
+        row["complexity"] = hooks.complexity(task, row["output"])
+        row["input_key"] = input_key(task, row["input"])
         kept.append(row)
     kept.sort(key=lambda r: (SOURCE_PRIORITY[r["source"]], r["order"]))
     kept = _first_per(kept, lambda r: (r["input_key"], r["output"]), 1, "duplicate_pair", dropped)
     kept = _first_per(kept, lambda r: r["input_key"], 1, "duplicate_input", dropped)
-    low, high = config.min_complexity, config.max_complexity
+    low, high = config.complexity_bounds(task)
     dropped["too_simple"] += sum(1 for r in kept if low is not None and r["complexity"] < low)
     dropped["too_complex"] += sum(1 for r in kept if high is not None and r["complexity"] > high)
     kept = [r for r in kept if (low is None or r["complexity"] >= low) and (high is None or r["complexity"] <= high)]
     kept = _first_per(kept, lambda r: r["output"], config.max_per_output, "over_max_per_output", dropped)
 
-    splits = plan_splits(real, config.splits, previous)
+    splits = plan_splits(real, task, config.splits, previous)
     for r in kept:
         r["split"] = splits[r["group_id"]]
     dropped["synthetic_in_test"] += sum(1 for r in kept if r["split"] == "test" and r["source"] == "synthetic")
     kept = [r for r in kept if not (r["split"] == "test" and r["source"] == "synthetic")]
-    kept = _drop_near_duplicates_of_test(kept, config.near_duplicate_threshold, dropped)
+    kept = _drop_near_duplicates_of_test(kept, task, config.near_duplicate_threshold, dropped)
     kept = _cap_synthetic(kept, config.max_synthetic_share, dropped)
 
     report["dropped"] = {k: v for k, v in sorted(dropped.items()) if v}
@@ -222,11 +226,11 @@ def _first_per(rows: list[dict], key, limit: int, reason: str, dropped: Counter)
     return out
 
 
-def _drop_near_duplicates_of_test(rows: list[dict], threshold: float, dropped: Counter) -> list[dict]:
+def _drop_near_duplicates_of_test(rows: list[dict], task: Task, threshold: float, dropped: Counter) -> list[dict]:
     """Train and validation examples whose input near-duplicates a test input would leak it."""
     test = [(r["example_id"], r["input"]) for r in rows if r["split"] == "test"]
-    leaking = {k for k, _ in near_duplicate_pairs(test, [(r["example_id"], r["input"]) for r in rows
-                                                         if r["split"] != "test"], threshold)}
+    leaking = {k for k, _ in near_duplicate_pairs(task, test, [(r["example_id"], r["input"]) for r in rows
+                                                               if r["split"] != "test"], threshold)}
     dropped["near_duplicate_of_test"] += len(leaking)
     return [r for r in rows if r["example_id"] not in leaking]
 

@@ -1,19 +1,22 @@
 """Group-aware, stratified and stable train / validation / test splits.
 
-A group is a question on its dataset: a trace, people's corrections of it and every synthetic
-example derived from it share one, and a group lies in exactly one split. Groups already
-assigned keep their split (``previous``), so eval numbers stay comparable across nightly runs;
-new groups fill each stratum (failure mode) up to its target shares, in the order of a stable
-hash, so the test split mirrors the failure modes of the real data.
+A group is what the task says must never straddle splits (its ``group_key``, through
+:func:`pipeline.engine.tasks.hooks.group_id`; for nl2query a question on its dataset): a trace,
+people's corrections of it and every synthetic example derived from it share one, and a group
+lies in exactly one split. Groups already assigned keep their split (``previous``), so eval
+numbers stay comparable across nightly runs; new groups fill each stratum (failure mode) up to
+its target shares, in the order of a stable hash, so the test split mirrors the failure modes
+of the real data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass
+
+from pipeline.engine.tasks import Task, hooks
 
 SPLITS = ("train", "validation", "test")
 NO_FAILURE = "none"
@@ -38,12 +41,9 @@ class SplitConfig:
         return {"train": 1 - self.validation - self.test, "validation": self.validation, "test": self.test}[split]
 
 
-def group_id(input_json: str) -> str:
-    """Group of an input: its dataset and its question, lower-cased with spaces collapsed."""
-    value = json.loads(input_json)
-    question = re.sub(r"\s+", " ", str(value.get("question", "")).strip().lower())
-    key = f"{value.get('dataset', '')}\x1f{question}"
-    return "g_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+def group_id(task: Task, input_json: str) -> str:
+    """The split group of an input given as JSON text (:func:`pipeline.engine.tasks.hooks.group_id`)."""
+    return hooks.group_id(task, json.loads(input_json))
 
 
 def bucket(group: str, salt: str) -> float:

@@ -6,9 +6,12 @@ assertion, and drops duplicates and near-duplicates of existing examples, counti
 
 LLM generators (prompts are versioned files the task ships, ``prompts/synth/`` next to it):
 
-- ``llm_rewrite``: a real question and its output -> ``k`` variations of similar complexity.
+- ``llm_rewrite``: a real input and its output -> ``k`` variations of similar complexity.
 - ``llm_dimensions``: a (feature, scenario, persona) tuple -> an output (first prompt) -> the
-  question a person in that situation would ask for it (second prompt).
+  input a person in that situation would give for it (second prompt).
+
+Both fill the prompts' ``$field`` placeholders from the seed input's fields and take the fields a
+reply gives that the seed input has (the rest of the seed input stays as it is).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import polars as pl
 
 from pipeline.engine.curate.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex, input_key
 from pipeline.engine.providers import ChatProvider, ProviderError
-from pipeline.engine.tasks import Example, Task, task_file
+from pipeline.engine.tasks import Example, Task, hooks, task_file
 
 SYNTHETIC_SCHEMA = {
     "example_id": pl.String, "parent_id": pl.String, "generator": pl.String, "input": pl.String,
@@ -123,9 +126,10 @@ def llm_rewrite(provider: ChatProvider, seeds: pl.DataFrame, n: int, rng: random
 def llm_dimensions(provider: ChatProvider, seeds: pl.DataFrame, n: int, rng: random.Random, spec_prompt: Prompt,
                    question_prompt: Prompt, dimensions: dict[str, dict[str, str]],
                    temperature: float = 0.8) -> tuple[list[Candidate], Counter]:
-    """Up to ``n`` examples, each from a random dimension tuple over a random seed's dataset.
+    """Up to ``n`` examples, each from a random dimension tuple over a random seed's input.
 
-    The seed gives the context (dataset, columns) and is recorded as the parent.
+    The seed gives the context (its input's fields, such as nl2query's dataset and columns) and is
+    recorded as the parent.
     """
     out: list[Candidate] = []
     problems: Counter = Counter()
@@ -157,7 +161,14 @@ def llm_dimensions(provider: ChatProvider, seeds: pl.DataFrame, n: int, rng: ran
 
 
 def _fields(input: dict[str, Any]) -> dict[str, str]:
-    return {k: ", ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in input.items()}
+    """An input's fields as prompt text: a list of plain values as ``a, b``, anything else nested
+    as JSON, scalars as they are."""
+    def text(value: Any) -> str:
+        if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            return ", ".join(map(str, value))
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+
+    return {k: text(v) for k, v in input.items()}
 
 
 def _ask(provider: ChatProvider, messages: list[dict[str, str]], temperature: float, rng: random.Random,
@@ -218,10 +229,10 @@ def accept(candidates: list[Candidate], existing: pl.DataFrame, task: Task, seed
     """
     now = now or datetime.now(timezone.utc)
     rejected: Counter = Counter()
-    seen = set(existing["input"].map_elements(input_key, return_dtype=pl.String).to_list()) if existing.height else set()
-    near = NearDuplicateIndex(threshold)
+    seen = {input_key(task, i) for i in existing["input"]}
+    near = NearDuplicateIndex(task, threshold)
     for input_json, output in existing.select("input", "output").iter_rows():
-        near.add(input_json, True, scope=task.normalise(output))
+        near.add(input_json, True, scope=hooks.normalise(task, output, json.loads(input_json)))
     rows = []
     for c in candidates:
         problem = task.validate_input(c.input)
@@ -232,9 +243,9 @@ def accept(candidates: list[Candidate], existing: pl.DataFrame, task: Task, seed
         if failed:
             rejected[f"fails:{failed[0]}"] += 1
             continue
-        output = task.normalise(c.output)
+        output = hooks.normalise(task, c.output, c.input)
         input_json = json.dumps(c.input, ensure_ascii=False)
-        key = input_key(input_json)
+        key = input_key(task, input_json)
         if key in seen:
             rejected["duplicate_input"] += 1
             continue

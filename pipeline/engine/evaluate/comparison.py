@@ -18,6 +18,7 @@ from pipeline.engine.evaluate.report import render, render_models
 from pipeline.engine.evaluate.report_html import render_html
 from pipeline.engine.evaluate.scoring import JUDGE_METRIC, compare, examples_won_and_lost, summarize
 from pipeline.engine.label.alignment import corrected_pass_rate
+from pipeline.engine.tasks import Task
 from pipeline.engine.train.registry import under_trained
 
 REPORT_SCHEMA = {
@@ -70,11 +71,11 @@ class Evaluation:
                 "under_trained": "; ".join(f"{m}: {r}" for m, r in under_trained(c.training).items()) or "none"}
 
 
-def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame,
-                 judge: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each model's summary on the test set, with the judge's pass rate corrected for its error
-    rates when the judge is on."""
-    summaries = {m: summarize(r, test) for m, r in results.items()}
+def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame, judge: dict[str, Any],
+                 task: Task) -> dict[str, dict[str, Any]]:
+    """Each model's summary on the test set (per the task's report slices), with the judge's pass
+    rate corrected for its error rates when the judge is on."""
+    summaries = {m: summarize(r, test, task) for m, r in results.items()}
     if judge["status"] == "on":
         for m, r in results.items():
             passes = r[JUDGE_METRIC].drop_nulls()
@@ -83,19 +84,20 @@ def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame,
 
 
 def evaluate_candidates(candidates: Candidates, results: dict[str, pl.DataFrame], judge: dict[str, Any],
-                        thresholds: Thresholds, now: datetime | None = None) -> Evaluation:
+                        thresholds: Thresholds, task: Task, now: datetime | None = None) -> Evaluation:
     """Compare the candidate's ``results`` with each baseline's (model id -> eval_results, with a
-    judge_pass column when the judge ran; ``judge`` is its status) under ``thresholds``."""
+    judge_pass column when the judge ran; ``judge`` is its status) under ``thresholds``; ``task``
+    says how the report slices the test set and shows an example."""
     c, candidate_id = candidates, candidates.candidate_id
     skip = skipped_metrics(judge, thresholds.judge_gates)
-    summaries = summaries_of(results, c.test, judge)
+    summaries = summaries_of(results, c.test, judge, task)
     overview = render_models(summaries, c.roles, judge, c.version, c.training)
     now = now or datetime.now(timezone.utc)
     rows, comparisons, gate, markdown = [], {}, [], overview
     for baseline_id in c.baselines:
         comparison = compare(results[candidate_id], results[baseline_id])
         decision, found = gate_against(comparison, baseline_id, thresholds, skip)
-        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], c.test)
+        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], c.test, task)
         gate += found
         report = render(candidate_id, baseline_id, summaries, comparison, decision, examples, c.version)
         markdown += "\n" + report

@@ -2,12 +2,13 @@
 
 :func:`render_models` is the overview (an under-trained model flagged first, every model's rates,
 latency and cost, how each trained against its plan, the judge's alignment); :func:`render`
-compares a candidate with one baseline on the same examples.
+compares a candidate with one baseline on the same examples: rates per report slice when the task
+has slices (the summaries' ``slices``), and examples shown by their ``text`` (what the task says a
+person reads first of an input).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -105,6 +106,23 @@ def render_models(summaries: dict[str, dict[str, Any]], roles: dict[str, str], j
     return "\n".join(lines) + "\n"
 
 
+def slice_section(cand: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Markdown lines: both models' rates per report slice ("By <slice name>"); none when the
+    summaries have no slices."""
+    name = (cand.get("slices") or base.get("slices") or {}).get("name")
+    by_c, by_b = (cand.get("slices") or {}).get("values", {}), (base.get("slices") or {}).get("values", {})
+    slices = sorted(set(by_c) | set(by_b))
+    if not name or not slices:
+        return []
+    lines = ["", f"## By {_text(name)}", "", f"| {_text(name)} | n | baseline pass / exact | candidate pass / exact |",
+             "|---|---|---|---|"]
+    for s in slices:
+        b, c = by_b.get(s, {}), by_c.get(s, {})
+        lines.append(f"| {_text(s)} | {c.get('n', b.get('n', 0))} | {_pct(b.get('passed_checks'))} / "
+                     f"{_pct(b.get('exact_match'))} | {_pct(c.get('passed_checks'))} / {_pct(c.get('exact_match'))} |")
+    return lines
+
+
 def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, Any]],
            comparison: dict[str, dict[str, Any]], verdict: str, examples: dict[str, pl.DataFrame],
            test_set_version: str) -> str:
@@ -127,14 +145,7 @@ def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, A
         lines.append(f"| {label} | {_pct(c['baseline'])} | {_pct(c['candidate'])} | "
                      f"{100 * c['difference']:+.1f} pts | {100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f} pts | "
                      f"{c['wins']} / {c['losses']} | {c['p_value']:.2g} |")
-    slices = sorted(set(cand.get("by_dataset", {})) | set(base.get("by_dataset", {})))
-    if slices:
-        lines += ["", "## By dataset", "", "| dataset | n | baseline pass / exact | candidate pass / exact |",
-                  "|---|---|---|---|"]
-        for s in slices:
-            b, c = base["by_dataset"].get(s, {}), cand["by_dataset"].get(s, {})
-            lines.append(f"| {_text(s)} | {c.get('n', b.get('n', 0))} | {_pct(b.get('passed_checks'))} / "
-                         f"{_pct(b.get('exact_match'))} | {_pct(c.get('passed_checks'))} / {_pct(c.get('exact_match'))} |")
+    lines += slice_section(cand, base)
     modes = sorted(set(cand["failure_rates"]) | set(base["failure_rates"]))
     if modes:
         lines += ["", "## Failure modes (share of test examples)", "", "| failure mode | baseline | candidate |",
@@ -145,7 +156,6 @@ def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, A
         frame = examples[kind]
         lines += ["", f"## {title} ({frame.height} shown)"]
         for row in frame.iter_rows(named=True):
-            question = json.loads(row["input"]).get("question", row["input"])
-            lines += ["", f"- **{_text(question)}**", f"  - reference: {_code(row['reference'])}",
+            lines += ["", f"- **{_text(row['text'])}**", f"  - reference: {_code(row['reference'])}",
                       f"  - candidate: {_code(row['output'])}", f"  - baseline: {_code(row['output_baseline'])}"]
     return "\n".join(lines) + "\n"

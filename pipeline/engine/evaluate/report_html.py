@@ -1,6 +1,8 @@
 """The eval report as one self-contained HTML file (tables and an embedded PNG chart).
 
-Every piece of trace or model text is HTML-escaped; the chart is drawn with matplotlib's
+Examples are shown by their ``text`` (what the task says a person reads first of an input; see
+:func:`pipeline.engine.evaluate.scoring.examples_won_and_lost`). Every piece of trace or model
+text is HTML-escaped; the chart is drawn with matplotlib's
 non-interactive Agg backend and inlined as base64, so the file opens anywhere offline.
 """
 
@@ -9,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,7 @@ def _examples(frame: pl.DataFrame) -> str:
         return "<p>none</p>"
     items = []
     for row in frame.iter_rows(named=True):
-        question = json.loads(row["input"]).get("question", row["input"])
-        items.append(f"<li><b>{_e(question)}</b><br>reference: <code>{_e(row['reference'])}</code><br>"
+        items.append(f"<li><b>{_e(row['text'])}</b><br>reference: <code>{_e(row['reference'])}</code><br>"
                      f"candidate: <code>{_e(row['output'])}</code><br>baseline: <code>{_e(row['output_baseline'])}</code></li>")
     return "<ul>" + "".join(items) + "</ul>"
 

@@ -1,4 +1,5 @@
-"""Model evaluation on the test split: score outputs, summarise, compare two models on the same
+"""Model evaluation on the test split: score outputs, summarise (per report slice when the task
+has slices: :func:`pipeline.engine.tasks.hooks.slice_of`), compare two models on the same
 examples with paired tests (exact McNemar and a paired bootstrap interval of the difference),
 decide a verdict, and name the regressions that block promotion."""
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.engine.tasks import Task
+from pipeline.engine.tasks import Task, hooks
 
 RESULT_SCHEMA = {
     "model_id": pl.String, "example_id": pl.String, "test_set_version": pl.String,
@@ -27,6 +28,8 @@ HEADLINE = ("passed_checks", "exact_match")
 JUDGE_METRIC = "judge_pass"
 LABELS = {"passed_checks": "passes all assertions", "exact_match": "exact match (normalised)",
           JUDGE_METRIC: "judge pass"}
+#: The slice of an example whose task gives it none.
+NO_SLICE = "(none)"
 
 
 def test_set_version(test: pl.DataFrame) -> str:
@@ -47,20 +50,28 @@ def score(test: pl.DataFrame, outputs: list[str], task: Task, model_id: str,
     rows = []
     for n, (example_id, input_json, reference, output) in enumerate(
             zip(test["example_id"], test["input"], test["output"], outputs)):
-        failed = [r.check_name for r in task.check(json.loads(input_json), output) if r.passed is False]
-        normalised = task.normalise(output)
+        input = json.loads(input_json)
+        failed = [r.check_name for r in task.check(input, output) if r.passed is False]
+        normalised = hooks.normalise(task, output, input)
         metrics: dict[str, Any] = {"normalised_output": normalised}
         if latencies_ms is not None:
             metrics["latency_ms"] = latencies_ms[n]
         rows.append({"model_id": model_id, "example_id": example_id, "test_set_version": version,
                      "output": output, "passed_checks": not failed, "failed_checks": failed,
-                     "exact_match": normalised is not None and normalised == task.normalise(reference),
+                     "exact_match": _matches(task, output, reference, input),
                      "metrics": json.dumps(metrics), "evaluated_at": now})
     return pl.DataFrame(rows, schema=RESULT_SCHEMA)
 
 
-def summarize(results: pl.DataFrame, test: pl.DataFrame | None = None, slice_key: str = "dataset") -> dict[str, Any]:
-    """Headline rates, the failure rate per failure mode, and (given ``test``) rates per slice."""
+def _matches(task: Task, output: str, reference: str, input: dict[str, Any]) -> bool:
+    """Whether ``output`` matches ``reference`` on what the task's exact match compares."""
+    key = hooks.match_key(task, output, input)
+    return key is not None and key == hooks.match_key(task, reference, input)
+
+
+def summarize(results: pl.DataFrame, test: pl.DataFrame | None = None, task: Task | None = None) -> dict[str, Any]:
+    """Headline rates, the failure rate per failure mode, and, given ``test`` and a ``task`` with
+    report slices, ``slices``: ``{"name": the task's slice_name, "values": slice -> n and rates}``."""
     n = results.height
     summary: dict[str, Any] = {"n_examples": n}
     for metric in HEADLINE:
@@ -72,14 +83,20 @@ def summarize(results: pl.DataFrame, test: pl.DataFrame | None = None, slice_key
         summary[f"{key}_per_call"] = values.mean() if values.len() else None
     modes = results.select(pl.col("failed_checks").explode()).drop_nulls().group_by("failed_checks").len()
     summary["failure_rates"] = {mode: count / n for mode, count in sorted(modes.iter_rows())}
-    if test is not None and n:
-        sliced = results.join(test.select("example_id", pl.col("input").map_elements(
-            lambda i: str(json.loads(i).get(slice_key, "")), return_dtype=pl.String).alias("slice")), on="example_id")
-        summary["by_" + slice_key] = {
+    name = hooks.slice_name(task) if task is not None else None
+    if test is not None and n and name:
+        slice_of = test.select("example_id", pl.col("input").map_elements(
+            lambda i: _slice(task, i), return_dtype=pl.String).alias("slice"))
+        summary["slices"] = {"name": name, "values": {
             s: {"n": k, "passed_checks": p, "exact_match": e}
-            for s, k, p, e in sliced.group_by("slice").agg(
-                pl.len(), pl.col("passed_checks").mean(), pl.col("exact_match").mean()).sort("slice").iter_rows()}
+            for s, k, p, e in results.join(slice_of, on="example_id").group_by("slice").agg(
+                pl.len(), pl.col("passed_checks").mean(), pl.col("exact_match").mean()).sort("slice").iter_rows()}}
     return summary
+
+
+def _slice(task: Task, input_json: str) -> str:
+    value = hooks.slice_of(task, json.loads(input_json))
+    return NO_SLICE if value is None else value
 
 
 def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -177,12 +194,14 @@ def regressions(comparison: dict[str, dict[str, Any]], baseline_id: str, alpha: 
     return out
 
 
-def examples_won_and_lost(candidate: pl.DataFrame, baseline: pl.DataFrame, test: pl.DataFrame,
+def examples_won_and_lost(candidate: pl.DataFrame, baseline: pl.DataFrame, test: pl.DataFrame, task: Task,
                           metric: str = "exact_match", n: int = 5) -> dict[str, pl.DataFrame]:
-    """A few examples the candidate gets right and the baseline wrong (won), and the reverse."""
+    """A few examples the candidate gets right and the baseline wrong (won), and the reverse; each
+    with ``text``, what a person reads first of its input (:func:`pipeline.engine.tasks.hooks.display_text`)."""
     paired = (candidate.select("example_id", "output", metric)
               .join(baseline.select("example_id", "output", metric), on="example_id", suffix="_baseline")
               .join(test.select("example_id", "input", pl.col("output").alias("reference")), on="example_id"))
-    won = paired.filter(pl.col(metric) & ~pl.col(f"{metric}_baseline"))
-    lost = paired.filter(~pl.col(metric) & pl.col(f"{metric}_baseline"))
-    return {"won": won.head(n), "lost": lost.head(n)}
+    won = paired.filter(pl.col(metric) & ~pl.col(f"{metric}_baseline")).head(n)
+    lost = paired.filter(~pl.col(metric) & pl.col(f"{metric}_baseline")).head(n)
+    text = pl.col("input").map_elements(lambda i: hooks.display_text(task, json.loads(i)), return_dtype=pl.String)
+    return {"won": won.with_columns(text.alias("text")), "lost": lost.with_columns(text.alias("text"))}

@@ -2,7 +2,8 @@
 
 - ``trace``: the fields of raw_traces (``task``, ``ts``, ``input``, ``output``, ...).
 - ``openai_chat``: an OpenAI chat-format log line, ``{"messages": [...]}``; the last assistant
-  message is the output, the messages before it the input; ``usage`` gives the token counts.
+  message is the output, the task's input is recovered from the messages before it (a record
+  whose input cannot be recovered is rejected, saying why); ``usage`` gives the token counts.
 - ``langsmith_run``: a run as the langsmith client returns it (``id``, ``run_type``, ``inputs``,
   ``outputs``, ``start_time``, ``end_time``, ``extra``, ``feedback_stats``, ...).
 
@@ -46,12 +47,36 @@ def to_trace(record: Any, task: Task) -> Any:
 def task_input_from_messages(task: Task, messages: list[dict[str, Any]]) -> Any:
     """The task's input recovered from the chat messages that preceded the answer.
 
-    A task may define ``input_from_messages(messages) -> input | None`` (the inverse of its
-    ``prompt``); without one, or when it returns None, the input is ``{"messages": [...]}``.
+    A task recovers it with ``input_from_messages(messages) -> input | None`` (the inverse of its
+    ``prompt``). Raises RecordError when the task has none, or when it returns None (the logged
+    user message is not one its prompt writes), naming the first line of that message.
     """
     inverse: Callable | None = getattr(task, "input_from_messages", None)
-    recovered = inverse(messages) if inverse else None
-    return recovered if recovered is not None else {"messages": messages}
+    if inverse is None:
+        raise RecordError(f"task {task.name!r} cannot recover its input from chat messages: "
+                          "it has no input_from_messages")
+    recovered = inverse(messages)
+    if recovered is None:
+        raise RecordError(f"task {task.name!r} cannot recover its input from chat messages: "
+                          f"{_unmatched(messages)}")
+    return recovered
+
+
+#: How much of a logged user message a rejection reason quotes.
+QUOTED_CHARS = 80
+
+
+def _unmatched(messages: list[dict[str, Any]]) -> str:
+    """What a rejection says of the messages a task's inverse refused."""
+    users = [_content(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        return "there is no user message"
+    if not (users[-1] or "").strip():
+        return "the last user message has no text content"
+    first = users[-1].strip().splitlines()[0]
+    if len(first) > QUOTED_CHARS:
+        first = first[: QUOTED_CHARS - 3] + "..."
+    return f"the user message does not match its prompt (first line: {first!r})"
 
 
 def _content(message: Any) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.engine.providers import ChatProvider
-from pipeline.engine.tasks import CheckResult, Task
+from pipeline.engine.tasks import CheckResult, Task, hooks
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def repair(task: Task, input: dict[str, Any], output: str) -> str | None:
     form of the output (which drops unknown empty parts and fixes key order).
     """
     candidates = [_embedded_object(output)]
-    candidates.append(task.normalise(candidates[0] or output))
+    candidates.append(hooks.normalise(task, candidates[0] or output, input))
     for candidate in candidates:
         if candidate and candidate != output and not failed_checks(task, input, candidate):
             return candidate

@@ -22,7 +22,7 @@ import polars as pl
 from pipeline.engine.label.annotations import latest_decisions
 from pipeline.engine.providers import ChatProvider, ProviderAuthError, ProviderError
 from pipeline.engine.providers.openai_chat import json_schema_format
-from pipeline.engine.tasks import task_file
+from pipeline.engine.tasks import load_task, task_file
 
 OUTCOMES = ("good", "bad")
 VERDICT_SCHEMA = {
@@ -57,15 +57,15 @@ class JudgePrompt:
 def load_prompt(task_name: str, version: str = "v1", path: str | None = None) -> JudgePrompt:
     """The judge prompt of a task: ``path`` when given, else the task's ``prompts/judge.<version>.md``.
 
-    The prompt is named ``<task>.<version>`` (the last part of a module path).
+    The prompt is named ``<task>.<version>`` after the task's own name.
     """
     if path is not None:
         return JudgePrompt(Path(path).stem, Path(path).read_text(encoding="utf-8"))
-    name = f"{task_name.rsplit('.', 1)[-1]}.{version}"
     try:
+        name = f"{load_task(task_name).name}.{version}"
         resource = task_file(task_name, f"judge.{version}.md")
     except ValueError as exc:
-        raise ValueError(f"no judge prompt {name}: {exc}; write one or set a prompt path") from None
+        raise ValueError(f"no judge prompt {task_name}.{version}: {exc}; write one or set a prompt path") from None
     return JudgePrompt(name, resource.read_text(encoding="utf-8"))
 
 

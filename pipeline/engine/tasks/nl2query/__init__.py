@@ -7,6 +7,8 @@ The task's parts, one module each (dependencies one way: synth -> checks; prompt
 - :mod:`~pipeline.engine.tasks.nl2query.prompting`: the prompt, input validation and the input
   recovered from chat logs;
 - :mod:`~pipeline.engine.tasks.nl2query.synth`: the offline synthetic generators;
+- :mod:`~pipeline.engine.tasks.nl2query.hooks`: what the engine asks about inputs (split groups,
+  report slices, near-duplicates, what a person sees first);
 - ``prompts/``: the judge prompt (``judge.<version>.md``) and the LLM synthetic-data prompts and
   dimensions (``synth/``), found through :func:`pipeline.engine.tasks.task_file`.
 """
@@ -14,14 +16,20 @@ The task's parts, one module each (dependencies one way: synth -> checks; prompt
 from __future__ import annotations
 
 from pipeline.engine.tasks.nl2query.checks import (
-    CALCULATION_OPS, CHECK_NAMES, COLUMN_OPS, FILTER_OPS, NO_COLUMN_OPS, NO_VALUE_FILTER_OPS, QUERY_CHECKS, QueryParts,
-    canonical, check, check_values, columns_used, dump, normalise, parse,
+    CALCULATION_OPS, CHECK_NAMES, COLUMN_OPS, DEFAULT_TIME_RANGE, FILTER_OPS, HAVING_OPS, LIST_VALUE_FILTER_OPS,
+    NO_COLUMN_OPS, NO_VALUE_FILTER_OPS, QUERY_CHECKS, QueryParts, canonical, check, check_values, column_names,
+    columns_used, dump, normalise, parse,
 )
-from pipeline.engine.tasks.nl2query.prompting import INPUT_SQL_CHECK, input_from_messages, prompt, validate_input
+from pipeline.engine.tasks.hooks import DemoData
+from pipeline.engine.tasks.nl2query import hooks
+from pipeline.engine.tasks.nl2query.literals import LITERALS
+from pipeline.engine.tasks.nl2query.prompting import (
+    INPUT_SQL_CHECK, empty_column_count, input_from_messages, prompt, validate_input,
+)
 from pipeline.engine.tasks.nl2query.synth import synthesize
 
 NAME = "nl2query"
-VERSION = "1"
+VERSION = "2"  # 2: the published query spec (optional keys, time keys, value rules)
 
 
 class NL2Query:
@@ -40,12 +48,24 @@ class NL2Query:
     input_sql_check = INPUT_SQL_CHECK
     input_from_messages = staticmethod(input_from_messages)
 
+    # what the engine asks through pipeline.engine.tasks.hooks
+    group_key = staticmethod(hooks.group_key)
+    slice_name = "dataset"
+    slice_of = staticmethod(hooks.slice_of)
+    dedup_text = staticmethod(hooks.dedup_text)
+    filler_words = hooks.FILLER_WORDS
+    complexity_bounds = hooks.COMPLEXITY_BOUNDS
+    display_text = staticmethod(hooks.display_text)
+    literals = LITERALS
+    demo_data = DemoData(traces="data/demo/traces.jsonl", annotations="data/demo/annotations.jsonl",
+                         base_corpus="data/demo/base_corpus.jsonl")
+
 
 TASK = NL2Query()
 
 __all__ = [
-    "CALCULATION_OPS", "CHECK_NAMES", "COLUMN_OPS", "FILTER_OPS", "INPUT_SQL_CHECK", "NAME", "NL2Query",
-    "NO_COLUMN_OPS", "NO_VALUE_FILTER_OPS", "QUERY_CHECKS", "QueryParts", "TASK", "VERSION", "canonical", "check",
-    "check_values", "columns_used", "dump", "input_from_messages", "normalise", "parse", "prompt", "synthesize",
-    "validate_input",
+    "CALCULATION_OPS", "CHECK_NAMES", "COLUMN_OPS", "DEFAULT_TIME_RANGE", "FILTER_OPS", "HAVING_OPS", "INPUT_SQL_CHECK",
+    "LIST_VALUE_FILTER_OPS", "NAME", "NL2Query", "NO_COLUMN_OPS", "NO_VALUE_FILTER_OPS", "QUERY_CHECKS", "QueryParts",
+    "TASK", "VERSION", "canonical", "check", "check_values", "column_names", "columns_used", "dump",
+    "empty_column_count", "input_from_messages", "normalise", "parse", "prompt", "synthesize", "validate_input",
 ]

@@ -1,14 +1,17 @@
-"""What a local training run is asked to do (TrainConfig, LoraSettings) and what it did (TrainResult)."""
+"""What a local training run is asked to do (TrainConfig, LoraSettings), what it did (TrainResult),
+and how long its token sequences are (:func:`fit_length`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from pipeline.engine.core.versions import HASHED_IF_SET, NOT_HASHED
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+#: Sized sequence lengths are rounded up to a multiple of this.
+LENGTH_MULTIPLE = 8
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ class TrainResult:
 
     ``planned_steps``/``planned_epochs`` are what the config asked for; ``stopped_early`` says the
     wall-clock limit ended the run; ``tokens`` counts the input tokens seen (padding excluded),
-    ``processes`` the data-parallel world size.
+    ``processes`` the data-parallel world size. ``max_source_tokens_used``/``max_target_tokens_used``
+    are the lengths the model trained with (and generates with), ``sources_cut``/``targets_cut``
+    the training examples longer than them, which lost their start (a source) or end (a target).
     """
 
     steps: int
@@ -103,6 +108,10 @@ class TrainResult:
     tokens: int = 0
     stopped_early: bool = False
     processes: int = 1
+    max_source_tokens_used: int | None = None
+    max_target_tokens_used: int | None = None
+    sources_cut: int = 0
+    targets_cut: int = 0
 
     @property
     def complete(self) -> bool:
@@ -117,3 +126,31 @@ class TrainResult:
         result = cls(**{k: v for k, v in values.items() if k in known})
         result.loss_history = [(int(step), float(loss)) for step, loss in result.loss_history]
         return result
+
+
+@dataclass(frozen=True)
+class FittedLength:
+    """The token length sequences are cut to, and how many of them were longer."""
+
+    length: int
+    cut: int
+
+
+def fit_length(lengths: Sequence[int], asked: int | None, ceiling: int) -> FittedLength:
+    """The length for sequences of ``lengths`` tokens: ``asked`` when set, else sized from them
+    (the longest, rounded up to a multiple of :data:`LENGTH_MULTIPLE`, at most ``ceiling``), so
+    that nothing is cut below the ceiling; with how many are longer than it."""
+    if asked is None:
+        longest = max(lengths, default=1)
+        asked = min(ceiling, -(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE)
+    if asked < 2:
+        raise ValueError(f"a token length must leave room for a token and the end of sequence, not {asked}")
+    return FittedLength(asked, sum(n > asked for n in lengths))
+
+
+def report_length(log: Callable[[str], None], what: str, fitted: FittedLength, total: int, loses: str) -> None:
+    """Log the length used for ``what`` (sources, targets), with a warning when examples were cut."""
+    log(f"{what}: at most {fitted.length} tokens")
+    if fitted.cut:
+        log(f"warning: {fitted.cut} of {total} training {what} are longer than {fitted.length} tokens "
+            f"and lose their {loses}")

@@ -1,12 +1,13 @@
-"""Inference with a local model folder (built-in or transformers) through the task's prompt,
-behind :class:`pipeline.engine.providers.models.ModelProvider`."""
+"""Inference with a local model folder (built-in or transformers) through the task's prompt (and,
+for the built-in model, the task's literal masking, as at training), behind
+:class:`pipeline.engine.providers.models.ModelProvider`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.tasks import Task
+from pipeline.engine.tasks import Task, hooks
 from pipeline.engine.train.local import LocalSeq2Seq
 from pipeline.engine.train.local.devices import resolve_device
 from pipeline.engine.train.local.pretrained import PretrainedModel
@@ -30,4 +31,5 @@ class LocalModelProvider:
         """One output per input, batched greedy decoding."""
         if self.pretrained:
             return self.model.generate([self.task.prompt(i) for i in inputs], batch_size=self.batch_size)
-        return self.model.generate([model_source(self.task, i) for i in inputs], batch_size=self.batch_size)
+        return self.model.generate([model_source(self.task, i) for i in inputs], batch_size=self.batch_size,
+                                   masker=hooks.literal_masker(self.task))

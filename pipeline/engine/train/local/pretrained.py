@@ -9,13 +9,20 @@ plain text when it has none), the loss on the completion only; a seq2seq model t
 Seq2SeqTrainer, the prompt's text in its encoder and the completion as its target. LoRA adapters
 come from peft (QLoRA: the base in 4 bits, on a GPU with bitsandbytes). A LoRA run saves the
 adapter (``adapter_config.json``, ``adapter_model.safetensors``); a full run the whole model.
+
+Token lengths come from the training records unless the spec sets them: the longest tokenized
+prompt (completion), rounded up to a multiple of 8, at most ``max_source_tokens_limit``
+(``max_target_tokens_limit``). Longer records are cut (a prompt loses its start, a completion
+its end), counted in the result (``sources_cut``, ``targets_cut``) and logged as a warning.
+Generation uses the lengths the model trained with; a registered model, never trained here,
+those the spec sets, else the limits.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +36,7 @@ from transformers import (
 from trl import SFTConfig
 
 from pipeline.engine.train.local import trainer
-from pipeline.engine.train.local.config import TrainConfig, TrainResult
+from pipeline.engine.train.local.config import FittedLength, TrainConfig, TrainResult, fit_length, report_length
 from pipeline.engine.train.local.devices import resolve_device, set_threads, to_device
 from pipeline.engine.train.local.folders import prepare, read_meta, write_model
 from pipeline.engine.train.local.seq2seq import Pairs, records as seq2seq_records
@@ -44,11 +51,14 @@ LORA_LEARNING_RATE = 2e-4
 
 @dataclass(frozen=True)
 class PretrainedSpec:
-    """A pretrained model to fine-tune: an HF model id or a local path, and token limits."""
+    """A pretrained model to fine-tune: an HF model id or a local path, and token lengths (None:
+    sized from the training records, up to the limit)."""
 
     model_name_or_path: str
-    max_source_tokens: int = 512
-    max_target_tokens: int = 256
+    max_source_tokens: int | None = None
+    max_target_tokens: int | None = None
+    max_source_tokens_limit: int = 1024
+    max_target_tokens_limit: int = 512
 
 
 def register(spec: PretrainedSpec, model_dir: Path, log: Callable[[str], None] = print) -> dict:
@@ -115,13 +125,17 @@ def fine_tune_records(base_dir: Path, model_dir: Path, records: list[ChatRecord]
     model = _model_class(meta["kind"]).from_pretrained(base_dir, **_load_options(quantization))
     if quantization is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    codec = _Codec(AutoTokenizer.from_pretrained(base_dir), meta["kind"], PretrainedSpec(**meta["spec"]))
+    codec, (source, target) = _fitted_codec(AutoTokenizer.from_pretrained(base_dir), meta["kind"],
+                                            PretrainedSpec(**meta["spec"]), records, log)
     build = _causal_trainer if meta["kind"] == "causal" else _seq2seq_trainer
     run = build(model, codec, records, validation, config, model_dir)
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     log(f"fine-tuning {meta['kind']} model from {base_dir} ({'LoRA' if config.lora else 'full'}): "
         f"{trainable:,} of {_count(run.model):,} parameters train")
-    result = trainer.fit(run, config, trainer.fingerprint(records, config), log)
+    lengths = {"max_source_tokens": source.length, "max_target_tokens": target.length}
+    result = replace(trainer.fit(run, config, trainer.fingerprint([lengths, *records], config), log),
+                     max_source_tokens_used=source.length, max_target_tokens_used=target.length,
+                     sources_cut=source.cut, targets_cut=target.cut)
     if trainer.is_main_process():
         write_model(model_dir, lambda d: run.model.save_pretrained(d),
                     {"backend": "transformers", "kind": meta["kind"], "spec": meta["spec"],
@@ -146,7 +160,10 @@ class PretrainedModel:
         else:
             self.model = _model_class(meta["kind"]).from_pretrained(model_dir, dtype=dtype)
         self.model.to(self.device).eval()
-        self.codec = _Codec(AutoTokenizer.from_pretrained(model_dir), meta["kind"], PretrainedSpec(**meta["spec"]))
+        spec, result = PretrainedSpec(**meta["spec"]), meta.get("result") or {}
+        self.codec = _Codec(AutoTokenizer.from_pretrained(model_dir), meta["kind"],
+                            result.get("max_source_tokens_used") or spec.max_source_tokens or spec.max_source_tokens_limit,
+                            result.get("max_target_tokens_used") or spec.max_target_tokens or spec.max_target_tokens_limit)
 
     @torch.no_grad()
     def generate(self, prompts: list[Messages], batch_size: int = 32) -> list[str]:
@@ -161,7 +178,7 @@ class PretrainedModel:
             batch = codec.pad([ids[i] for i in chunk], left=codec.kind == "causal")
             generated = self.model.generate(
                 **to_device(batch, self.device), do_sample=False, num_beams=1,
-                max_new_tokens=codec.spec.max_target_tokens, pad_token_id=tokenizer.pad_token_id,
+                max_new_tokens=codec.max_target_tokens, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id)
             if codec.kind == "causal":
                 generated = generated[:, batch["input_ids"].shape[1]:]
@@ -171,51 +188,60 @@ class PretrainedModel:
 
 
 class _Codec:
-    """Prompts and completions as the model reads them, the same at training and inference."""
+    """Prompts and completions as the model reads them, the same at training and inference: cut to
+    ``max_source_tokens`` and ``max_target_tokens`` (None: not cut, to measure them)."""
 
-    def __init__(self, tokenizer, kind: str, spec: PretrainedSpec):
+    def __init__(self, tokenizer, kind: str, max_source_tokens: int | None = None,
+                 max_target_tokens: int | None = None):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.tokenizer, self.kind, self.spec = tokenizer, kind, spec
+        self.tokenizer, self.kind = tokenizer, kind
+        self.max_source_tokens, self.max_target_tokens = max_source_tokens, max_target_tokens
 
     def prompt_text(self, messages: Messages) -> str:
         """A prompt as plain text, for a tokenizer without a chat template."""
         return "\n\n".join(m["content"] for m in messages) + "\n"
 
-    def prompt_ids(self, messages: Messages) -> list[int]:
-        """The prompt's ids (as SFTTrainer tokenizes it), truncated from the start (a question comes last)."""
+    def whole_prompt_ids(self, messages: Messages) -> list[int]:
+        """The prompt's ids as SFTTrainer tokenizes it: through the chat template, else as plain text."""
         tokenizer = self.tokenizer
         if tokenizer.chat_template:
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                return_dict=True)["input_ids"]
-        else:
-            ids = tokenizer(self.prompt_text(messages))["input_ids"]
-        return ids[-self.spec.max_source_tokens:]
+            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"]
+        return tokenizer(self.prompt_text(messages))["input_ids"]
 
-    def sft_record(self, record: ChatRecord) -> dict[str, Any]:
-        """A record for SFTTrainer, tokenized here as generation will read it: the prompt through the
-        chat template (plain text without one) cut from the start to ``max_source_tokens``, then the
-        completion cut to ``max_target_tokens``, the loss on the completion only (completion_mask)."""
-        tokenizer, completion = self.tokenizer, record["completion"][-1]["content"]
-        if tokenizer.chat_template:
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        """The prompt's ids cut from the start to ``max_source_tokens`` (a question comes last)."""
+        ids = self.whole_prompt_ids(messages)
+        return ids if self.max_source_tokens is None else ids[-self.max_source_tokens:]
+
+    def whole_answer_ids(self, record: ChatRecord) -> list[int]:
+        """The completion's ids as the model learns them, its end included: what follows the prompt
+        in the chat template (a causal LM whose tokenizer has one), else its text then end of sequence."""
+        tokenizer = self.tokenizer
+        if self.kind == "causal" and tokenizer.chat_template:
             full = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=True,
                                                  return_dict=True)["input_ids"]
-            prompt = tokenizer.apply_chat_template(record["prompt"], add_generation_prompt=True, tokenize=True,
-                                                   return_dict=True)["input_ids"]
-            answer = full[len(prompt):]
-        else:
-            answer = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        prompt_ids, answer = self.prompt_ids(record["prompt"]), answer[:self.spec.max_target_tokens]
+            return full[len(self.whole_prompt_ids(record["prompt"])):]
+        completion = record["completion"][-1]["content"]
+        return tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+    def answer_ids(self, record: ChatRecord) -> list[int]:
+        """The completion's ids cut to ``max_target_tokens`` (a seq2seq target keeps its end of sequence)."""
+        ids, limit = self.whole_answer_ids(record), self.max_target_tokens
+        if limit is None or len(ids) <= limit:
+            return ids
+        return ids[:limit] if self.kind == "causal" else ids[:limit - 1] + [self.tokenizer.eos_token_id]
+
+    def sft_record(self, record: ChatRecord) -> dict[str, Any]:
+        """A record for SFTTrainer, tokenized here as generation will read it: the prompt (cut from
+        the start), then the completion (cut at the end), the loss on the completion only (completion_mask)."""
+        prompt_ids, answer = self.prompt_ids(record["prompt"]), self.answer_ids(record)
         return {"input_ids": prompt_ids + answer, "completion_mask": [0] * len(prompt_ids) + [1] * len(answer)}
 
     def seq2seq_pairs(self, records: list[ChatRecord]) -> Pairs:
         """(prompt ids, completion ids ending with end-of-sequence) of each record."""
-        out = []
-        for record in records:
-            completion = self.tokenizer(record["completion"][-1]["content"], add_special_tokens=False)["input_ids"]
-            out.append((self.prompt_ids(record["prompt"]),
-                        completion[:self.spec.max_target_tokens - 1] + [self.tokenizer.eos_token_id]))
-        return out
+        return [(self.prompt_ids(r["prompt"]), self.answer_ids(r)) for r in records]
 
     def pad(self, rows: list[list[int]], left: bool = False) -> dict[str, torch.Tensor]:
         """Prompts padded into a batch for generation (on the left for a causal LM)."""
@@ -227,13 +253,26 @@ class _Codec:
         return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(masks)}
 
 
+def _fitted_codec(tokenizer, kind: str, spec: PretrainedSpec, records: list[ChatRecord],
+                  log: Callable[[str], None]) -> tuple[_Codec, tuple[FittedLength, FittedLength]]:
+    """The codec at the lengths ``spec`` sets or the records need, and those lengths (logged)."""
+    codec = _Codec(tokenizer, kind)
+    source = fit_length([len(codec.whole_prompt_ids(r["prompt"])) for r in records], spec.max_source_tokens,
+                        spec.max_source_tokens_limit)
+    target = fit_length([len(codec.whole_answer_ids(r)) for r in records], spec.max_target_tokens,
+                        spec.max_target_tokens_limit)
+    report_length(log, "prompts", source, len(records), "start")
+    report_length(log, "completions", target, len(records), "end")
+    codec.max_source_tokens, codec.max_target_tokens = source.length, target.length
+    return codec, (source, target)
+
+
 def _causal_trainer(model, codec: _Codec, records: list[ChatRecord], validation: list[ChatRecord] | None,
                     config: TrainConfig, model_dir: Path) -> Trainer:
     """TRL's SFTTrainer on the records, the loss on the completion; LoRA through its peft_config."""
     disable_progress_bars()
-    spec = codec.spec
     args = trainer.arguments(SFTConfig, config, model_dir, len(records), completion_only_loss=True,
-                             max_length=spec.max_source_tokens + spec.max_target_tokens)
+                             max_length=codec.max_source_tokens + codec.max_target_tokens)
     trainer.prepare_folder(args, model_dir, codec.tokenizer.save_pretrained)
 
     def dataset(rows: list[ChatRecord]) -> Dataset:

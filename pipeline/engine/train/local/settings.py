@@ -3,8 +3,8 @@
 One flat record (the ``LocalTrainer`` resource's config fields are these fields): what to train
 (the built-in seq2seq model or a pretrained one), its size, how long base training and
 fine-tuning run (by epochs and steps), LoRA, and where and how a run trains (device, processes,
-precision) and checkpoints. Sizes and lengths left as None take the engine's defaults (the
-demo's for the built-in model).
+precision) and checkpoints. Sizes left as None take the engine's defaults (the demo's for the
+built-in model); token lengths left as None are sized from the training data, up to their limits.
 """
 
 from dataclasses import dataclass, field, fields, replace
@@ -39,8 +39,16 @@ class LocalTrainerSettings:
     num_heads: int | None = None
     d_ff: int | None = None
     vocab_size: int | None = None
-    max_source_tokens: int | None = None
-    max_target_tokens: int | None = None
+    max_source_tokens: int | None = _doc(
+        None, "Source (prompt) tokens a model reads; None: the longest in the training data, up to the limit. "
+              "Longer sources lose their start, counted and logged as a warning.")
+    max_target_tokens: int | None = _doc(
+        None, "Target (completion) tokens a model learns and generates; None: the longest in the training data, "
+              "up to the limit.")
+    max_source_tokens_limit: int | None = _doc(None, "The most source tokens a length sized from the data may be "
+                                                     "(None: the engine's, 1024).")
+    max_target_tokens_limit: int | None = _doc(None, "The most target tokens a length sized from the data may be "
+                                                     "(None: the engine's, 512).")
     base_epochs: float | None = None
     base_max_steps: int | None = None
     finetune_epochs: float | None = None
@@ -70,12 +78,10 @@ class LocalTrainerSettings:
     def architecture(self) -> ModelConfig | PretrainedSpec:
         """The model to train: the pretrained one when named, else the built-in one's size."""
         if self.model_name_or_path:
-            return _override(PretrainedSpec(self.model_name_or_path),
-                             max_source_tokens=self.max_source_tokens, max_target_tokens=self.max_target_tokens)
+            return _override(PretrainedSpec(self.model_name_or_path), **self._lengths())
         return _override(ModelConfig(), d_model=self.d_model, num_layers=self.num_layers,
                          num_decoder_layers=self.num_decoder_layers, num_heads=self.num_heads,
-                         d_ff=self.d_ff, vocab_size=self.vocab_size, max_source_tokens=self.max_source_tokens,
-                         max_target_tokens=self.max_target_tokens)
+                         d_ff=self.d_ff, vocab_size=self.vocab_size, **self._lengths())
 
     def base_train_config(self) -> TrainConfig:
         """How the built-in model's base training runs."""
@@ -97,6 +103,11 @@ class LocalTrainerSettings:
                          max_seconds=self.finetune_max_seconds, learning_rate=self.finetune_learning_rate,
                          batch_size=self.batch_size, seed=self.seed, lora=lora if self.lora else None,
                          **self._shared())
+
+    def _lengths(self) -> dict[str, int | None]:
+        return {"max_source_tokens": self.max_source_tokens, "max_target_tokens": self.max_target_tokens,
+                "max_source_tokens_limit": self.max_source_tokens_limit,
+                "max_target_tokens_limit": self.max_target_tokens_limit}
 
     def _shared(self) -> dict[str, Any]:
         """What both trainings take as set here: TrainConfig's unhashed fields (left out of model

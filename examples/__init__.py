@@ -1,0 +1,1 @@
+"""Worked examples of teams' own tasks, importable from the repository root (``examples.<name>``)."""
