@@ -6,6 +6,7 @@ import dagster as dg
 from assets.metadata import counts_table, preview
 from pipeline.engine.core import store
 from pipeline.engine.ingest.files import ingest_files
+from pipeline.engine.ingest.layouts import with_prompt_layouts
 from pipeline.engine.ingest.summary import REJECTION_RATE_WARN, rejection_rate, stored_totals
 from pipeline.engine.label.annotations import label_counts, read_annotation_files, trace_inputs
 from pipeline.resources import AnnotationFiles, FlywheelDuckDB, TaskResource, TraceFiles
@@ -43,8 +44,9 @@ def rejection_spec(asset: str) -> dg.AssetCheckSpec:
 )
 def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
                trace_files: TraceFiles) -> dg.MaterializeResult:
+    task_with_layouts = with_prompt_layouts(task.load(), trace_files.prompt_layouts)
     with duckdb.get_connection() as conn:
-        report = ingest_files(conn, trace_files.paths, task.load(), trace_files.source_name,
+        report = ingest_files(conn, trace_files.paths, task_with_layouts, trace_files.source_name,
                               max_record_bytes=trace_files.max_record_bytes,
                               settle_seconds=trace_files.settle_seconds)
         total, rejected_total = stored_totals(conn)

@@ -11,6 +11,7 @@ import dagster as dg
 from assets.ingest import rejection_check, rejection_spec
 from assets.metadata import counts_table, preview
 from pipeline.engine.ingest.langsmith_source import fetch_runs, ingest_runs
+from pipeline.engine.ingest.layouts import with_prompt_layouts
 from pipeline.resources import FlywheelDuckDB, LangSmithSource, TaskResource
 
 #: First day of the LangSmith partitions (backfills reach back to it).
@@ -34,9 +35,10 @@ def langsmith_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         raise dg.Failure("LangSmith is not configured: set LANGSMITH_API_KEY (and LANGSMITH_PROJECT, or "
                          "LangSmithSource(project=...)) to pull runs.")
     window = context.partition_time_window
+    task_with_layouts = with_prompt_layouts(task.load(), langsmith.prompt_layouts)
     runs = fetch_runs(langsmith.client(), langsmith.query(), window.start, window.end)
     with duckdb.get_connection() as conn:
-        report = ingest_runs(conn, runs, task.load(), langsmith.source_name)
+        report = ingest_runs(conn, runs, task_with_layouts, langsmith.source_name)
     context.log.info(f"{report.runs} runs from {window.start:%Y-%m-%d} to {window.end:%Y-%m-%d}: "
                      f"{report.ingested} new traces, {report.duplicates} already ingested, {report.rejected} rejected")
     return dg.MaterializeResult(

@@ -17,7 +17,9 @@ class TraceFiles(dg.ConfigurableResource):
     recursively; records in the project's format, OpenAI chat logs or LangSmith run exports.
     A file modified less than ``settle_seconds`` ago is still being written: only its complete
     lines are read (other formats wait). Settings out of range fail when the resource is made,
-    with the setting named (a path that does not exist yet is fine: it is a folder to watch)."""
+    with the setting named (a path that does not exist yet is fine: it is a folder to watch).
+    ``prompt_layouts`` names layout files (YAML or JSON) of the production prompts chat logs may
+    be written by (docs/ingestion.md, "Production prompt layouts")."""
 
     #: The drop folder a deployment watches; the task's demo traces are added by default_resources.
     INCOMING: ClassVar[str] = "data/traces/incoming"
@@ -26,6 +28,7 @@ class TraceFiles(dg.ConfigurableResource):
     source_name: str = "drop_folder"
     max_record_bytes: int = 1_000_000
     settle_seconds: float = 5.0
+    prompt_layouts: list[str] = []
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -60,7 +63,8 @@ class LangSmithSource(dg.ConfigurableResource):
     example ``has(tags, "production")``). ``api_key`` comes from the environment
     (``dg.EnvVar("LANGSMITH_API_KEY")``), never from code, and is left out of the repr (errors
     from the API come with it redacted); ``api_url`` defaults to LANGSMITH_ENDPOINT or
-    LangSmith's cloud. Unconfigured (no key or project), it pulls nothing."""
+    LangSmith's cloud. Unconfigured (no key or project), it pulls nothing. ``prompt_layouts``
+    names layout files of the production prompts its runs' messages may be written by."""
 
     project: str | None = None
     run_type: str | None = "llm"
@@ -68,6 +72,7 @@ class LangSmithSource(dg.ConfigurableResource):
     api_url: str | None = None
     api_key: str | None = Field(default=None, repr=False)
     source_name: str = "langsmith"
+    prompt_layouts: list[str] = []
 
     def configured(self) -> bool:
         return bool(self.api_key and self.project)

@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from pipeline.engine.train.local import TrainConfig
-from pipeline.engine.train.local.pretrained import PretrainedSpec, _causal_trainer, _Codec, chat_record
+from pipeline.engine.train.local.pretrained import _causal_trainer, _Codec, chat_record
 from tests.engine.tiny_hf import save_tiny_llama, toy_pairs
 
 
@@ -12,7 +12,7 @@ def test_the_loss_is_the_cross_entropy_of_the_completion_tokens_alone(tmp_path):
     source = save_tiny_llama(tmp_path / "llama")
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source)
-    codec = _Codec(tokenizer, "causal", PretrainedSpec(str(source), 64, 8))
+    codec = _Codec(tokenizer, "causal", max_source_tokens=64, max_target_tokens=8)
     prompts, targets = toy_pairs()
     records = [chat_record(p, t) for p, t in zip(prompts, targets)]
     run = _causal_trainer(model, codec, records, None, TrainConfig(epochs=1, batch_size=4), tmp_path / "model")

@@ -70,7 +70,8 @@ def test_chat_records_that_cannot_be_traces_are_rejected_with_reasons(tmp_path):
     reasons = dict(zip(batch.rejected["location"], batch.rejected["reason"]))
     assert reasons == {f"{path}:1": "chat record has no assistant message to use as the output",
                        f"{path}:2": "task 'nl2query' cannot recover its input from chat messages: the user message "
-                                    "does not match its prompt (first line: 'hello')",
+                                    "matches none of the 3 production prompt layouts (nlq_columns_pylist, "
+                                    "honeycomb_query_assistant, nl2query) nor the task's own prompt; first lines: 'hello'",
                        f"{path}:3": "messages must be a list of message objects"}
 
 
@@ -128,12 +129,13 @@ def test_a_chat_record_for_a_task_that_cannot_invert_its_prompt_is_rejected_sayi
     assert str(raised.value) == "task 'plain' cannot recover its input from chat messages: it has no input_from_messages"
 
 
-def test_the_reason_quotes_the_first_line_of_the_unmatched_user_message_cut_short():
+def test_the_reason_quotes_the_first_lines_of_the_unmatched_user_message_cut_short():
     long_line = "x" * 200
-    record = chat(messages=[{"role": "user", "content": f"  {long_line}\nsecond line"}, {"role": "assistant", "content": "y"}])
+    record = chat(messages=[{"role": "user", "content": f"  {long_line}\n\nsecond line\nthird"},
+                            {"role": "assistant", "content": "y"}])
     with pytest.raises(RecordError) as raised:
         to_trace(record, TASK)
-    assert str(raised.value).endswith(f"(first line: {'x' * 77 + '...'!r})")
+    assert str(raised.value).endswith(f"; first lines: {'x' * 77 + '...' + chr(10) + 'second line'!r}")
     parts = chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]},
                            {"role": "assistant", "content": "y"}])
     with pytest.raises(RecordError, match="the last user message has no text content"):

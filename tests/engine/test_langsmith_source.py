@@ -79,8 +79,10 @@ def test_a_run_that_cannot_be_a_trace_is_rejected_with_its_run_id(api):
         report = pull(api, conn)
         assert (report.ingested, report.rejected) == (5, 1)
         location, reason = conn.execute("SELECT location, reason FROM rejected_traces").fetchone()
-        assert location == f"run {bad['id']}" and reason == ("task 'nl2query' cannot recover its input from chat messages: "
-                                                             "the user message does not match its prompt (first line: 'hi')")
+        assert location == f"run {bad['id']}" and reason == (
+            "task 'nl2query' cannot recover its input from chat messages: the user message matches none of the 3 "
+            "production prompt layouts (nlq_columns_pylist, honeycomb_query_assistant, nl2query) nor the task's own "
+            "prompt; first lines: 'hi'")
 
 
 def test_the_api_key_goes_only_in_the_header_never_in_rows_or_bodies(api):

@@ -408,3 +408,10 @@ def test_load_task_unknown_module_raises_clear_error():
 def test_load_task_module_without_task_raises_clear_error():
     with pytest.raises(ValueError, match=r"module 'json' does not expose a TASK"):
         load_task("json")
+
+
+def test_a_log_of_the_own_prompt_with_windows_line_ends_and_trailing_spaces_gives_the_clean_input():
+    message = {"role": "user", "content": "Columns: duration_ms, service.name  \r\nQuestion: p95 latency by service\r\n"}
+    assert nl2query.input_from_messages([message]) == {
+        "question": "p95 latency by service", "columns": ["duration_ms", "service.name"]}
+    assert nl2query.input_from_messages([{"role": "user", "content": "Columns: a\r\nQuestion: \r\n"}]) is None

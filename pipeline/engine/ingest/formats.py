@@ -2,8 +2,9 @@
 
 - ``trace``: the fields of raw_traces (``task``, ``ts``, ``input``, ``output``, ...).
 - ``openai_chat``: an OpenAI chat-format log line, ``{"messages": [...]}``; the last assistant
-  message is the output, the task's input is recovered from the messages before it (a record
-  whose input cannot be recovered is rejected, saying why); ``usage`` gives the token counts.
+  message is the output, the task's input is recovered from the messages before it, written by
+  the task's own prompt or by a production prompt layout (:func:`task_input_from_messages`; a
+  record whose input cannot be recovered is rejected, saying why); ``usage`` gives the token counts.
 - ``langsmith_run``: a run as the langsmith client returns it (``id``, ``run_type``, ``inputs``,
   ``outputs``, ``start_time``, ``end_time``, ``extra``, ``feedback_stats``, ...).
 
@@ -18,6 +19,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from pipeline.engine.ingest.layouts import PromptLayout, Recovery, live_layouts, recover
 from pipeline.engine.ingest.records import RecordError
 from pipeline.engine.tasks import Task
 
@@ -47,36 +49,62 @@ def to_trace(record: Any, task: Task) -> Any:
 def task_input_from_messages(task: Task, messages: list[dict[str, Any]]) -> Any:
     """The task's input recovered from the chat messages that preceded the answer.
 
-    A task recovers it with ``input_from_messages(messages) -> input | None`` (the inverse of its
-    ``prompt``). Raises RecordError when the task has none, or when it returns None (the logged
-    user message is not one its prompt writes), naming the first line of that message.
+    Tried in order: the task's ``input_from_messages(messages) -> input | None`` (the inverse of
+    its ``prompt``), then the production prompt layouts configured on the trace source, then the
+    task's built-in ones (:mod:`pipeline.engine.ingest.layouts`). Raises RecordError when the task
+    has neither an inverse nor layouts, or when nothing recovers an input, saying why (the layouts
+    tried by name, quoting the user message's first lines).
     """
     inverse: Callable | None = getattr(task, "input_from_messages", None)
-    if inverse is None:
+    layouts = live_layouts(task)
+    if inverse is None and not layouts:
         raise RecordError(f"task {task.name!r} cannot recover its input from chat messages: "
                           "it has no input_from_messages")
-    recovered = inverse(messages)
-    if recovered is None:
-        raise RecordError(f"task {task.name!r} cannot recover its input from chat messages: "
-                          f"{_unmatched(messages)}")
-    return recovered
+    recovered = inverse(messages) if inverse is not None else None
+    if recovered is not None:
+        return recovered
+    user_at = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"),
+                  default=None)
+    before = messages[:user_at] if user_at is not None else []
+    system = next((_content(m) for m in reversed(before)
+                   if isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES), None)
+    recovery = recover(task, layouts, _content(messages[user_at]) if user_at is not None else None, system)
+    if recovery.input is not None:
+        return recovery.input
+    raise RecordError(f"task {task.name!r} cannot recover its input from chat messages: "
+                      f"{_unmatched(messages, layouts, recovery, own_prompt=inverse is not None)}")
 
 
-#: How much of a logged user message a rejection reason quotes.
+#: How much of a logged user message a rejection reason quotes: characters per line, and lines.
 QUOTED_CHARS = 80
+QUOTED_LINES = 2
+_SYSTEM_ROLES = ("system", "developer")
 
 
-def _unmatched(messages: list[dict[str, Any]]) -> str:
-    """What a rejection says of the messages a task's inverse refused."""
+def _unmatched(messages: list[dict[str, Any]], layouts: tuple[PromptLayout, ...], recovery: Recovery,
+               own_prompt: bool) -> str:
+    """What a rejection says of messages nothing recovered an input from."""
     users = [_content(m) for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     if not users:
         return "there is no user message"
     if not (users[-1] or "").strip():
         return "the last user message has no text content"
-    first = users[-1].strip().splitlines()[0]
-    if len(first) > QUOTED_CHARS:
-        first = first[: QUOTED_CHARS - 3] + "..."
-    return f"the user message does not match its prompt (first line: {first!r})"
+    lines = [_cut(line) for line in users[-1].strip().splitlines() if line.strip()]
+    if not layouts:
+        return f"the user message does not match its prompt (first line: {lines[0]!r})"
+    if recovery.invalid:
+        name, problem = recovery.invalid
+        return (f"the user message matches the production prompt layout {name!r}, "
+                f"but the input it gives is invalid: {problem}")
+    names = ", ".join(layout.name for layout in layouts)
+    own = " nor the task's own prompt" if own_prompt else ""
+    refused = "".join(f"; {why}" for why in recovery.refused)
+    return (f"the user message matches none of the {len(layouts)} production prompt layouts ({names}){own}"
+            f"{refused}; first lines: {chr(10).join(lines[:QUOTED_LINES])!r}")
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= QUOTED_CHARS else line[: QUOTED_CHARS - 3] + "..."
 
 
 def _content(message: Any) -> str | None:

@@ -24,6 +24,9 @@ hook on the task          what it answers                                     de
 input)``
 ``match_key(output)``     what exact match compares (a string or None)        the canonical output
 ``demo_data``             a :class:`DemoData`: the task's bundled files       none
+``prompt_layouts``        production prompts chat logs may be written by,     none
+                          beyond its own ({name, user, system?} each)
+``input_from_slots``      the input the slots of a matched layout give        the slots as the input
 ========================  ==================================================  =========================
 """
 
@@ -203,6 +206,20 @@ def demo_data(task: Task) -> DemoData:
     return getattr(task, "demo_data", None) or DemoData()
 
 
+def prompt_layouts(task: Task) -> tuple[Any, ...]:
+    """The production prompt layouts the task recognises in chat logs besides its own prompt (its
+    ``prompt_layouts``: ``{name, user, system?}`` mappings or layout objects; see
+    :mod:`pipeline.engine.ingest.layouts`); none by default."""
+    return tuple(getattr(task, "prompt_layouts", ()) or ())
+
+
+def input_from_slots(task: Task, slots: dict[str, Any]) -> Any:
+    """The input the slots of a matched prompt layout give: the task's ``input_from_slots(slots)``,
+    else the slots themselves as the input."""
+    hook = getattr(task, "input_from_slots", None)
+    return hook(slots) if hook else dict(slots)
+
+
 _WORD = re.compile(r"\s+")
 
 
@@ -214,5 +231,5 @@ def collapse(text: str) -> str:
 __all__ = [
     "PLACEHOLDERS", "DemoData", "LiteralMasker", "Masked", "canonical_json", "collapse", "complexity", "complexity_bounds",
     "dedup_text", "default_complexity", "demo_data", "display_text", "filler_words", "group_id", "group_key",
-    "literal_masker", "match_key", "normalise", "slice_name", "slice_of",
+    "input_from_slots", "literal_masker", "match_key", "normalise", "prompt_layouts", "slice_name", "slice_of",
 ]

@@ -22,6 +22,7 @@ from pipeline.engine.tasks.nl2query.checks import (
 )
 from pipeline.engine.tasks.hooks import DemoData
 from pipeline.engine.tasks.nl2query import hooks
+from pipeline.engine.tasks.nl2query.layouts import LAYOUTS, input_from_slots
 from pipeline.engine.tasks.nl2query.literals import LITERALS
 from pipeline.engine.tasks.nl2query.prompting import (
     INPUT_SQL_CHECK, empty_column_count, input_from_messages, prompt, validate_input,
@@ -47,6 +48,8 @@ class NL2Query:
     synthesize = staticmethod(synthesize)
     input_sql_check = INPUT_SQL_CHECK
     input_from_messages = staticmethod(input_from_messages)
+    prompt_layouts = LAYOUTS
+    input_from_slots = staticmethod(input_from_slots)
 
     # what the engine asks through pipeline.engine.tasks.hooks
     group_key = staticmethod(hooks.group_key)

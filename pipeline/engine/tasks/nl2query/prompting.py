@@ -75,7 +75,8 @@ def input_from_messages(messages: list[dict[str, Any]]) -> dict[str, Any] | None
     users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
     if not users:
         return None
-    head, sep, question = users[-1]["content"].partition("\nQuestion: ")
-    if not sep or not head.startswith("Columns: "):
+    # Windows line ends and trailing spaces are how logs come; the layout is the same
+    head, sep, question = users[-1]["content"].replace("\r\n", "\n").partition("\nQuestion: ")
+    if not sep or not head.startswith("Columns: ") or not question.strip():
         return None
-    return {"question": question, "columns": [c for c in head[len("Columns: "):].split(", ") if c]}
+    return {"question": question.strip(), "columns": [c for c in head[len("Columns: "):].rstrip().split(", ") if c]}
