@@ -81,7 +81,9 @@ def synthetic_examples(context: dg.AssetExecutionContext, config: SyntheticSetti
                 "(real), and synthetic examples in their parent's group (never in test). Failing outputs, "
                 "duplicates (input, output, pair), out-of-bounds complexity (the task's bounds unless set), "
                 "near-duplicates of test inputs and synthetic data over its cap are dropped and counted. Test "
-                "is stratified by failure mode; existing groups keep their split as new data arrives.",
+                "is stratified by failure mode and by whether a person verified the reference (reference_verified: "
+                "a correction, or a trace a person marked good); existing groups keep their split as new data "
+                "arrives.",
     check_specs=[
         dg.AssetCheckSpec("no_group_in_two_splits", asset="training_examples", blocking=True,
                           description="Every group (what the task groups, such as a question on its "
@@ -102,7 +104,7 @@ def training_examples(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
         examples, report = curate(real_examples_from(conn, the_task), stored_synthetic(conn), the_task, settings,
                                   previous_splits(conn))
         changes = store.sync(conn, "training_examples", examples, ["example_id"],
-                             compare=["split", "output", "group_id"])
+                             compare=["split", "output", "group_id", "reference_verified"])
         audit = audit_splits(conn, settings, the_task)
     version = data_version(examples)
     context.log.info(f"{examples.height} training examples, data version {version}")

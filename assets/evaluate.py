@@ -8,6 +8,7 @@ from assets.curate import training_examples
 from assets.label import trace_judgements
 from assets.train import fine_tuned_model
 from pipeline.engine.core import store
+from pipeline.engine.curate.reads import verified_test_references
 from pipeline.engine.evaluate.candidates import NothingToEvaluate, model_results, select_candidates
 from pipeline.engine.evaluate.comparison import REPORT_KEY, evaluate_candidates
 from pipeline.engine.evaluate.gate import NothingToPromote, Thresholds, promote_latest
@@ -33,7 +34,8 @@ class EvalSettings(dg.Config):
     deps=[fine_tuned_model, training_examples, trace_judgements],
     description="The newest fine-tuned model, its base and the promoted model run through the same "
                 "inference code on the test split (real traces never seen in training): share "
-                "passing all assertions, exact match of the normalised output, failure modes, rates per "
+                "passing all assertions, exact match of the normalised output on references a person verified "
+                "and agreement with production on the others (with their counts), failure modes, rates per "
                 "report slice when the task has slices (nl2query: per dataset), the "
                 "judge's pass rate corrected for its error (when a judge is configured), latency and "
                 "cost per call, with paired bootstrap intervals and McNemar tests. Local models run here; "
@@ -52,6 +54,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     try:
         with duckdb.get_connection() as conn:
             candidates = select_candidates(conn)
+            verified = verified_test_references(conn)
     except NothingToEvaluate as exc:
         raise dg.Failure(str(exc)) from None
     serve = partial(model_provider, task=the_task, concurrency=fine_tuning.inference_concurrency, seed=fine_tuning.seed,
@@ -61,7 +64,8 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     judge_info, results = judge_outputs(duckdb.get_connection, judge.settings(), task.name, results, candidates.test,
                                         context.log.info)
     evaluation = evaluate_candidates(candidates, results, judge_info,
-                                     Thresholds(config.alpha, config.min_regression, config.judge_gates), the_task)
+                                     Thresholds(config.alpha, config.min_regression, config.judge_gates), the_task,
+                                     verified=verified)
     with duckdb.get_connection() as conn:
         store.upsert(conn, "eval_reports", evaluation.rows, REPORT_KEY)
     html_path = write_html(paths.reports_dir / evaluation.html_name, evaluation.html())

@@ -1,5 +1,7 @@
 """Print where to look after a run: an under-trained model first, table sizes, the latest eval
-report's figures and how its models trained (planned vs actual), the promoted model.
+report's figures (exact match on the test references a person verified apart from agreement
+with the unverified ones, with their counts) and how its models trained (planned vs actual), the
+promoted model.
 ``python -m pipeline.summary [database]``; opens the database read-only."""
 
 from __future__ import annotations
@@ -7,12 +9,42 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from pipeline.engine.core.store import CONTRACT_TABLES
 from pipeline.engine.evaluate.gate import current_promoted
+from pipeline.engine.evaluate.scoring import LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC
 from pipeline.engine.train.registry import trainings, under_trained
+
+
+LABEL_WIDTH = 58
+
+
+def reference_lines(figures: dict[str, Any], n: int) -> list[str]:
+    """How many test references a person verified (none printed for a report made before they were counted)."""
+    verified = figures.get("candidate", {}).get("n_verified")
+    if verified is None:
+        return []
+    return [f"  test references verified by a person: {verified} of {n} (the others are production outputs "
+            "that passed the assertions)"]
+
+
+def metric_rows(figures: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """(label, comparison or None when there is nothing to compare) of the rows printed: passes
+    all assertions, exact match on verified references, agreement on unverified ones, and exact
+    match over all references (what the gate reads) when there are both kinds; a report made
+    before references were counted shows exact match over all of them only."""
+    comparison, candidate = figures["comparison"], figures.get("candidate", {})
+    if "n_verified" not in candidate:
+        return [("passes all assertions", comparison["passed_checks"]), ("exact match", comparison["exact_match"])]
+    verified, unverified = candidate["n_verified"], candidate["n_unverified"]
+    return [("passes all assertions", comparison["passed_checks"]),
+            (f"{LABELS[VERIFIED_METRIC]} (n={verified})", comparison.get(VERIFIED_METRIC)),
+            (f"{LABELS[UNVERIFIED_METRIC]} (n={unverified})", comparison.get(UNVERIFIED_METRIC)),
+            *[(f"exact match, all references (n={verified + unverified})", comparison["exact_match"])]
+            * bool(verified and unverified)]
 
 
 def summary(database: str) -> str:
@@ -31,12 +63,13 @@ def summary(database: str) -> str:
             lines.append(f"  {table:<20} {count:>8,} rows")
         if report:
             model_id, baseline_id, n, metrics, verdict, test_set = report
-            comparison = json.loads(metrics)["comparison"]
+            figures = json.loads(metrics)
             lines += ["", f"Latest eval report ({n} real test traces never seen in training):",
-                      f"  {'':<28}{'base':>10}{'fine-tuned':>12}{'McNemar p':>11}"]
-            for metric, label in (("passed_checks", "passes all assertions"), ("exact_match", "exact match")):
-                c = comparison[metric]
-                lines.append(f"  {label:<28}{100 * c['baseline']:>9.1f}%{100 * c['candidate']:>11.1f}%{c['p_value']:>11.2g}")
+                      *reference_lines(figures, n),
+                      f"  {'':<{LABEL_WIDTH}}{'base':>10}{'fine-tuned':>12}{'McNemar p':>11}"]
+            for label, c in metric_rows(figures):
+                lines.append(f"  {label:<{LABEL_WIDTH}}" + (f"{'n/a':>10}{'n/a':>12}" if c is None else
+                             f"{100 * c['baseline']:>9.1f}%{100 * c['candidate']:>11.1f}%{c['p_value']:>11.2g}"))
             lines += [f"  base {baseline_id}", f"  fine-tuned {model_id}: {verdict.replace('_', ' ')}",
                       "  training (trained of planned):",
                       *(f"    {role}: {t.figures}, data {t.data_version}; {t.state}"

@@ -96,6 +96,15 @@ def test_tables_hold_what_the_stages_promise(first_run):
         assert (model_id, baseline, n) == (models[1][0], models[0][0], n_test)
         assert {"passed_checks", "exact_match"} <= set(metrics["candidate"]) & set(metrics["baseline"])
         assert verdict in {"better", "worse", "no_significant_difference"}
+        # test references a person verified (corrections, traces marked good) are counted and scored apart
+        n_verified = q("SELECT count(*) FROM training_examples WHERE split = 'test' AND reference_verified")[0][0]
+        assert q("SELECT count(*) FROM training_examples WHERE reference_verified IS NULL") == [(0,)]
+        assert q("SELECT count(*) FROM training_examples WHERE source = 'correction' AND NOT reference_verified") == [(0,)]
+        assert q("SELECT count(*) FROM training_examples WHERE source = 'synthetic' AND reference_verified") == [(0,)]
+        assert 0 < n_verified < n_test
+        assert (metrics["candidate"]["n_verified"], metrics["candidate"]["n_unverified"]) == (n_verified,
+                                                                                            n_test - n_verified)
+        assert metrics["comparison"]["exact_match_verified"]["n"] == n_verified
 
 
 def test_materializing_twice_duplicates_nothing_and_retrains_nothing(first_run, tiny_demo):

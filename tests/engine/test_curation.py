@@ -156,8 +156,8 @@ def test_curate_groups_splits_and_keeps_synthetic_out_of_test():
     assert "trace:te0" not in ids and ids["correction:te0"] == "test"  # the correction replaced its trace
     assert report["candidates"] == 10
     assert report["dropped"] == {"duplicate_pair": 1, "synthetic_in_test": 1}  # the same output, so a pair duplicate
-    assert report["splits"]["test"] == {"examples": 3, "synthetic": 0, "synthetic_share": 0.0}
-    assert report["splits"]["train"] == {"examples": 5, "synthetic": 1, "synthetic_share": 0.2}
+    assert report["splits"]["test"] == {"examples": 3, "synthetic": 0, "synthetic_share": 0.0, "verified_references": 1}
+    assert report["splits"]["train"] == {"examples": 5, "synthetic": 1, "synthetic_share": 0.2, "verified_references": 0}
     assert result["created_at"].to_list() == [NOW] * result.height
 
 

@@ -136,7 +136,9 @@ def test_summarize_empty_results():
     empty = pl.DataFrame(schema=RESULT_SCHEMA)
     assert summarize(empty, TEST.head(0)) == {
         "n_examples": 0, "passed_checks": None, "passed_checks_ci": None, "exact_match": None,
-        "exact_match_ci": None, "latency_ms_per_call": None, "cost_usd_per_call": None, "failure_rates": {}}
+        "exact_match_ci": None, "exact_match_verified": None, "exact_match_verified_ci": None, "n_verified": 0,
+        "exact_match_unverified": None, "exact_match_unverified_ci": None, "n_unverified": 0,
+        "latency_ms_per_call": None, "cost_usd_per_call": None, "failure_rates": {}}
 
 
 # --- McNemar ---------------------------------------------------------------------------------------------
@@ -178,7 +180,8 @@ def test_compare_rates_differences_and_tests():
     cand = results_frame("ft", [True] * 10 + [True] * 10, [True] * 12 + [False] * 8)
     base = results_frame("base", [False] * 10 + [True] * 10, [True] * 10 + [False] * 10)
     out = compare(cand, base)
-    assert set(out) == {"passed_checks", "exact_match"}
+    assert set(out) == {"passed_checks", "exact_match", "exact_match_unverified"}
+    assert out["exact_match_unverified"] == out["exact_match"]  # no reference marked verified: all are unverified
     assert out["passed_checks"]["candidate"] == 1.0 and out["passed_checks"]["baseline"] == 0.5
     assert out["passed_checks"]["difference"] == pytest.approx(0.5)
     assert out["passed_checks"]["wins"] == 10 and out["passed_checks"]["losses"] == 0
@@ -370,7 +373,7 @@ def test_overview_lists_every_model_and_says_when_the_judge_was_off():
     summaries = {"ft": summarize(results), "base": summarize(results)}
     text = report.render_models(summaries, {"ft": "candidate", "base": "base"}, {"status": "off", "reason": "no model"},
                                 "v1")
-    assert "| `ft` | candidate | 50.0% | 50.0% | n/a | n/a | 1.0 ms | n/a (local model) |" in text
+    assert "| `ft` | candidate | 50.0% | n/a | 50.0% | n/a | n/a | 1.0 ms | n/a (local model) |" in text
     assert "_The judge was off: no model._" in text
     summaries["ft"]["judge"] = {"n": 4, "observed": 0.5, "corrected": 0.6, "ci_low": 0.4, "ci_high": 0.8}
     align = {"agreement": 0.7, "n_labelled": 20, "tpr": 0.8, "tnr": 0.6, "flagged": True, "flag_reason": "too low"}

@@ -124,3 +124,13 @@ def test_near_duplicate_pairs_name_the_leaking_example_and_what_it_leaks():
               ("tr2", inp("count by region last week")), ("tr3", inp("count by region", dataset="other"))]
     assert near_duplicate_pairs(TASK, reference, others) == [("tr1", "te1")]
     assert near_duplicate_pairs(TASK, reference, others, threshold=0.6) == [("tr1", "te1"), ("tr2", "te2")]
+
+
+def test_many_small_strata_still_give_every_split_its_share():
+    # 40 strata of 3 groups: rounding each stratum's 0.3 validation and 0.45 test groups to zero
+    # would put everything in train; the remainder carried from stratum to stratum does not
+    strata = {f"g{s}_{i}": f"mode{s}" for s in range(40) for i in range(3)}
+    result = assign_splits(strata, SplitConfig())
+    counts = Counter(result.values())
+    assert abs(counts["test"] - 0.15 * 120) <= 1 and abs(counts["validation"] - 0.1 * 120) <= 1
+    assert counts["train"] == 120 - counts["test"] - counts["validation"]

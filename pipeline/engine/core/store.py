@@ -153,6 +153,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (8, "eval results keyed by model, test set and example", """
     CREATE UNIQUE INDEX IF NOT EXISTS eval_results_key ON eval_results (model_id, test_set_version, example_id);
     """),
+    (9, "training examples: whether a person verified the reference", """
+    ALTER TABLE training_examples ADD COLUMN IF NOT EXISTS reference_verified BOOLEAN DEFAULT false;
+    UPDATE training_examples SET reference_verified = coalesce(source = 'correction' OR (source = 'trace' AND parent_id IN (
+        SELECT trace_id FROM annotations
+        QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY annotated_at DESC, annotation_id DESC) = 1
+              AND label = 'good')), false);
+    """),
 ]
 
 CONTRACT_TABLES = (

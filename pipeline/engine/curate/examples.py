@@ -4,6 +4,9 @@
 outputs, duplicates (on input, on output, on the pair), examples outside the complexity bounds,
 train examples that near-duplicate a test input and synthetic examples over their split's cap,
 and assigns every group a split (:mod:`pipeline.engine.curate.splits`). Every drop is counted by reason.
+Each example says whether a person verified its reference (``reference_verified``): a correction
+and a passing trace whose latest decision is "good" are verified; a passing trace no person looked
+at, and a synthetic example, are not (their output is what a model wrote).
 What an input's group is, what counts as a duplicate input and how complex an output is, the task
 says (:mod:`pipeline.engine.tasks.hooks`).
 """
@@ -29,7 +32,7 @@ from pipeline.engine.tasks import Task, hooks
 EXAMPLE_SCHEMA = {
     "example_id": pl.String, "source": pl.String, "group_id": pl.String, "split": pl.String,
     "input": pl.String, "output": pl.String, "parent_id": pl.String, "failure_mode": pl.String,
-    "complexity": pl.Int64, "created_at": pl.Datetime("us", "UTC"),
+    "complexity": pl.Int64, "reference_verified": pl.Boolean, "created_at": pl.Datetime("us", "UTC"),
 }
 #: Which example wins when several share an input or output: a person's correction, then a trace, then synthetic.
 SOURCE_PRIORITY = {"correction": 0, "trace": 1, "synthetic": 2}
@@ -93,7 +96,7 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
 
     Columns: example_id, source, parent_id (the trace), input, output, failure_mode (what the
     corrected trace got wrong: the person's label, else its first failing check in the task's
-    order; None for traces).
+    order; None for traces), reference_verified (a correction; a trace whose latest decision is "good").
     """
     failing = evaluations.filter(pl.col("passed") == False)  # noqa: E712
     order = {name: i for i, name in enumerate(task.check_names)}
@@ -103,6 +106,7 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
                      .agg(pl.col("check_name").first().alias("failed")))
     decisions = latest_decisions(annotations)
     judged_bad = decisions.filter(pl.col("label") == "bad").select("trace_id")
+    judged_good = decisions.filter(pl.col("label") == "good")["trace_id"].to_list()
     passing = (traces.filter(pl.col("error").is_null() | (pl.col("output") != ""))
                .join(evaluations.select("trace_id").unique(), on="trace_id", how="semi")
                .join(failing.select("trace_id").unique(), on="trace_id", how="anti")
@@ -111,7 +115,8 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
         ("trace:" + pl.col("trace_id")).alias("example_id"), pl.lit("trace").alias("source"),
         pl.col("trace_id").alias("parent_id"), "input",
         _normalised(task, "output").alias("output"),
-        pl.lit(None, pl.String).alias("failure_mode"))
+        pl.lit(None, pl.String).alias("failure_mode"),
+        pl.col("trace_id").is_in(judged_good).alias("reference_verified"))
     from_people = (decisions.filter(pl.col("correction").is_not_null())
                    .join(traces.select("trace_id", "input"), on="trace_id", how="inner")
                    .join(first_failure, on="trace_id", how="left")
@@ -119,7 +124,8 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
                            pl.lit("correction").alias("source"), pl.col("trace_id").alias("parent_id"),
                            "input",
                            _normalised(task, "correction").alias("output"),
-                           pl.coalesce("failure_mode", "failed").alias("failure_mode")))
+                           pl.coalesce("failure_mode", "failed").alias("failure_mode"),
+                           pl.lit(True).alias("reference_verified")))
     return pl.concat([from_traces, from_people]).filter(pl.col("output").is_not_null())
 
 
@@ -133,15 +139,29 @@ def _normalised(task: Task, column: str) -> pl.Expr:
     return pl.struct("input", column).map_elements(normalise, return_dtype=pl.String)
 
 
-def real_groups(real: pl.DataFrame, task: Task) -> dict[str, str]:
-    """Group -> stratum (the first failure mode among its examples, else ``NO_FAILURE``)."""
-    strata: dict[str, str] = {}
-    for input_json, mode in real.select("input", "failure_mode").iter_rows():
+def real_groups(real: pl.DataFrame, task: Task) -> dict[str, tuple[str, bool]]:
+    """Group -> stratum: (the first failure mode among its examples, else ``NO_FAILURE``; whether
+    one of its references was verified by a person), so test holds verified references in the
+    same share as the rest."""
+    modes: dict[str, str] = {}
+    verified: set[str] = set()
+    for input_json, mode, checked in _with_verification(real).select("input", "failure_mode",
+                                                                      "reference_verified").iter_rows():
         group = group_id(task, input_json)
-        if mode is not None and strata.get(group, NO_FAILURE) == NO_FAILURE:
-            strata[group] = mode
-        strata.setdefault(group, NO_FAILURE)
-    return strata
+        if mode is not None and modes.get(group, NO_FAILURE) == NO_FAILURE:
+            modes[group] = mode
+        modes.setdefault(group, NO_FAILURE)
+        if checked:
+            verified.add(group)
+    return {group: (mode, group in verified) for group, mode in modes.items()}
+
+
+def _with_verification(real: pl.DataFrame) -> pl.DataFrame:
+    """``real`` with its reference_verified column; in a frame without one, corrections are verified
+    and nothing else is (no person's "good" decision is known)."""
+    if "reference_verified" in real.columns:
+        return real
+    return real.with_columns(reference_verified=pl.col("source") == "correction")
 
 
 def plan_splits(real: pl.DataFrame, task: Task, config: SplitConfig,
@@ -167,9 +187,10 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
     """
     now = now or datetime.now(timezone.utc)
     dropped: Counter = Counter()
+    real = _with_verification(real)
     parent_groups = {e: group_id(task, i) for e, i in real.select("example_id", "input").iter_rows()}
     synth = synthetic.select("example_id", pl.lit("synthetic").alias("source"), "parent_id", "input", "output",
-                             pl.lit(None, pl.String).alias("failure_mode"))
+                             pl.lit(None, pl.String).alias("failure_mode"), pl.lit(False).alias("reference_verified"))
     rows = [dict(r, order=n) for n, r in enumerate(pl.concat([real.select(synth.columns), synth]).iter_rows(named=True))]
     report: dict[str, Any] = {"candidates": len(rows)}
 
@@ -186,7 +207,7 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
         row["complexity"] = hooks.complexity(task, row["output"])
         row["input_key"] = input_key(task, row["input"])
         kept.append(row)
-    kept.sort(key=lambda r: (SOURCE_PRIORITY[r["source"]], r["order"]))
+    kept.sort(key=lambda r: (SOURCE_PRIORITY[r["source"]], not r["reference_verified"], r["order"]))
     kept = _first_per(kept, lambda r: (r["input_key"], r["output"]), 1, "duplicate_pair", dropped)
     kept = _first_per(kept, lambda r: r["input_key"], 1, "duplicate_input", dropped)
     low, high = config.complexity_bounds(task)
@@ -252,7 +273,8 @@ def _split_report(rows: list[dict], split: str) -> dict[str, Any]:
     in_split = [r for r in rows if r["split"] == split]
     synthetic = sum(1 for r in in_split if r["source"] == "synthetic")
     return {"examples": len(in_split), "synthetic": synthetic,
-            "synthetic_share": round(synthetic / len(in_split), 4) if in_split else 0.0}
+            "synthetic_share": round(synthetic / len(in_split), 4) if in_split else 0.0,
+            "verified_references": sum(1 for r in in_split if r["reference_verified"])}
 
 
 def stored_examples(conn: duckdb.DuckDBPyConnection, splits: tuple[str, ...] | None = None) -> pl.DataFrame:

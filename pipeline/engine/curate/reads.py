@@ -1,5 +1,6 @@
 """What curation reads from the stored tables: the real examples (traces, their assertions and
-people's decisions), the split every stored group already has, and the synthetic examples."""
+people's decisions), the split every stored group already has, the synthetic examples, and the
+test references a person verified (what the evaluation reports exact match on apart)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,9 @@ def stored_synthetic(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Every stored synthetic example (input as JSON text), by example_id."""
     return store.read(conn, "SELECT * EXCLUDE (input), input::VARCHAR AS input FROM synthetic_examples "
                             "ORDER BY example_id")
+
+
+def verified_test_references(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """The test examples whose reference a person verified (a correction, or a trace a person marked good)."""
+    return frozenset(e for (e,) in conn.execute(
+        "SELECT example_id FROM training_examples WHERE split = 'test' AND reference_verified").fetchall())

@@ -4,9 +4,11 @@ A group is what the task says must never straddle splits (its ``group_key``, thr
 :func:`pipeline.engine.tasks.hooks.group_id`; for nl2query a question on its dataset): a trace,
 people's corrections of it and every synthetic example derived from it share one, and a group
 lies in exactly one split. Groups already assigned keep their split (``previous``), so eval
-numbers stay comparable across nightly runs; new groups fill each stratum (failure mode) up to
-its target shares, in the order of a stable hash, so the test split mirrors the failure modes
-of the real data.
+numbers stay comparable across nightly runs; new groups fill each stratum up to its target
+shares, in the order of a stable hash, so the test split mirrors the strata of the real data.
+Curation's strata are (failure mode, whether a person verified a reference of the group:
+:func:`pipeline.engine.curate.examples.real_groups`), so verified references reach test in the
+same share as the rest; a group keeps its split when its stratum changes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Hashable
 
 from pipeline.engine.tasks import Task, hooks
 
@@ -51,24 +54,30 @@ def bucket(group: str, salt: str) -> float:
     return int(hashlib.sha256(f"{salt}\x1f{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def assign_splits(strata: dict[str, str], config: SplitConfig,
+def assign_splits(strata: dict[str, Hashable], config: SplitConfig,
                   previous: dict[str, str] | None = None) -> dict[str, str]:
-    """A split for every group in ``strata`` (group -> failure mode, or ``NO_FAILURE``).
+    """A split for every group in ``strata`` (group -> its stratum: a failure mode, or
+    ``NO_FAILURE``, or a tuple such as (failure mode, verified); one kind of label per call).
 
     Groups in ``previous`` keep their split. In each stratum, new groups in hash order go to
-    test until the stratum's test groups reach ``round(test * groups in stratum)``, then to
-    validation likewise, then to train.
+    test until the stratum's test groups reach its share of test (``test * groups in stratum``,
+    rounded), then to validation likewise, then to train. What rounding leaves over in one
+    stratum is carried to the next, so that many small strata (a task with few groups) still
+    give each split its share overall instead of rounding every stratum's share to zero.
     """
     previous = previous or {}
     result = {g: previous[g] for g in strata if previous.get(g) in SPLITS}
-    by_stratum: dict[str, list[str]] = defaultdict(list)
+    by_stratum: dict[Hashable, list[str]] = defaultdict(list)
     for group, stratum in strata.items():
         by_stratum[stratum].append(group)
+    carried = {"test": 0.0, "validation": 0.0}
     for stratum, groups in sorted(by_stratum.items()):
         new = sorted((g for g in groups if g not in result), key=lambda g: (bucket(g, config.salt), g))
         for split in ("test", "validation"):
             have = sum(1 for g in groups if result.get(g) == split)
-            want = max(0, round(config.target(split) * len(groups)) - have)
+            share = config.target(split) * len(groups) + carried[split]
+            carried[split] = share - round(share)
+            want = max(0, round(share) - have)
             for group in new[:want]:
                 result[group] = split
             new = new[want:]

@@ -1,12 +1,17 @@
 """The candidate compared with each baseline on the same test examples: summaries (with the
 judge's corrected pass rate when it is on), paired comparisons, verdicts and the regressions
-that gate promotion, the report (markdown and HTML) and the eval_reports rows."""
+that gate promotion, the report (markdown and HTML) and the eval_reports rows.
+
+Exact match split by reference (verified by a person or not) is summarised and compared, but
+does not gate: :func:`pipeline.engine.evaluate.scoring.verdict` decides on exact match over all
+references, as before."""
 
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,7 +21,8 @@ from pipeline.engine.evaluate.candidates import Candidates
 from pipeline.engine.evaluate.gate import Thresholds, gate_against, skipped_metrics
 from pipeline.engine.evaluate.report import render, render_models
 from pipeline.engine.evaluate.report_html import render_html
-from pipeline.engine.evaluate.scoring import JUDGE_METRIC, compare, examples_won_and_lost, summarize
+from pipeline.engine.evaluate.scoring import (JUDGE_METRIC, UNVERIFIED_METRIC, VERIFIED_METRIC,
+                                              compare, examples_won_and_lost, mark_references, summarize)
 from pipeline.engine.label.alignment import corrected_pass_rate
 from pipeline.engine.tasks import Task
 from pipeline.engine.train.registry import under_trained
@@ -44,6 +50,17 @@ class Evaluation:
     markdown: str
     rows: pl.DataFrame
 
+    def verified_headline(self) -> dict[str, Any]:
+        """How many test references a person verified, and both models' exact match on them and
+        their agreement on the others (None where there are none)."""
+        c = self.candidates
+        base, candidate = self.summaries[c.base_id], self.summaries[c.candidate_id]
+        return {"n_verified_references": candidate["n_verified"], "n_unverified_references": candidate["n_unverified"],
+                "base_exact_match_verified": base[VERIFIED_METRIC],
+                "candidate_exact_match_verified": candidate[VERIFIED_METRIC],
+                "base_agreement_unverified": base[UNVERIFIED_METRIC],
+                "candidate_agreement_unverified": candidate[UNVERIFIED_METRIC]}
+
     @property
     def html_name(self) -> str:
         """The HTML report's file name: the candidate (as a safe name) and the test set version."""
@@ -67,6 +84,7 @@ class Evaluation:
                 "candidate_passed_checks": vs_base["comparison"]["passed_checks"]["candidate"],
                 "base_exact_match": vs_base["comparison"]["exact_match"]["baseline"],
                 "candidate_exact_match": vs_base["comparison"]["exact_match"]["candidate"],
+                **self.verified_headline(),
                 "judge": self.judge["status"],
                 "under_trained": "; ".join(f"{m}: {r}" for m, r in under_trained(c.training).items()) or "none"}
 
@@ -84,20 +102,25 @@ def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame, judge: di
 
 
 def evaluate_candidates(candidates: Candidates, results: dict[str, pl.DataFrame], judge: dict[str, Any],
-                        thresholds: Thresholds, task: Task, now: datetime | None = None) -> Evaluation:
+                        thresholds: Thresholds, task: Task, now: datetime | None = None,
+                        verified: Collection[str] = ()) -> Evaluation:
     """Compare the candidate's ``results`` with each baseline's (model id -> eval_results, with a
     judge_pass column when the judge ran; ``judge`` is its status) under ``thresholds``; ``task``
-    says how the report slices the test set and shows an example."""
+    says how the report slices the test set and shows an example; ``verified`` holds the test
+    examples whose reference a person verified
+    (:func:`pipeline.engine.curate.reads.verified_test_references`)."""
     c, candidate_id = candidates, candidates.candidate_id
     skip = skipped_metrics(judge, thresholds.judge_gates)
-    summaries = summaries_of(results, c.test, judge, task)
+    test = c.test.with_columns(reference_verified=pl.col("example_id").is_in(sorted(verified)))
+    results = {m: mark_references(r, test) for m, r in results.items()}
+    summaries = summaries_of(results, test, judge, task)
     overview = render_models(summaries, c.roles, judge, c.version, c.training)
     now = now or datetime.now(timezone.utc)
     rows, comparisons, gate, markdown = [], {}, [], overview
     for baseline_id in c.baselines:
         comparison = compare(results[candidate_id], results[baseline_id])
         decision, found = gate_against(comparison, baseline_id, thresholds, skip)
-        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], c.test, task)
+        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], test, task)
         gate += found
         report = render(candidate_id, baseline_id, summaries, comparison, decision, examples, c.version)
         markdown += "\n" + report

@@ -5,6 +5,12 @@ latency and cost, how each trained against its plan, the judge's alignment); :fu
 compares a candidate with one baseline on the same examples: rates per report slice when the task
 has slices (the summaries' ``slices``), and examples shown by their ``text`` (what the task says a
 person reads first of an input).
+
+Exact match is shown by reference, each with its count: "exact match, verified references" (a
+person wrote or approved the reference) and "agreement with production, unverified references"
+(the reference is a production output that passed the assertions, so matching it measures
+agreement with the production model); "exact match, all references", what the gate reads, is
+shown when the test set holds both kinds (otherwise it equals the one non-empty row).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.engine.evaluate.scoring import JUDGE_METRIC, LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC
 from pipeline.engine.train.registry import Training, under_trained
 
 
@@ -49,6 +56,42 @@ def _judge_cell(judge: dict[str, Any] | None) -> tuple[str, str]:
     corrected = ("n/a" if judge.get("corrected") is None else
                  f"{_pct(judge['corrected'])} ({_interval(judge['ci_low'], judge['ci_high'])})")
     return f"{_pct(judge['observed'])} (n={judge['n']})", corrected
+
+
+def reference_counts(summaries: dict[str, dict[str, Any]]) -> tuple[int, int, int]:
+    """(test examples, verified references, unverified references) of the summaries' test set."""
+    first = next(iter(summaries.values()), {})
+    n = first.get("n_examples", 0)
+    return n, first.get("n_verified", 0), first.get("n_unverified", n - first.get("n_verified", 0))
+
+
+def reference_rows(summaries: dict[str, dict[str, Any]], all_references: bool = True) -> list[tuple[str, str]]:
+    """(metric, label with its count) of the exact-match rows: verified references, unverified
+    ones, and (``all_references``) all references when the test set holds both kinds."""
+    n, verified, unverified = reference_counts(summaries)
+    rows = [(VERIFIED_METRIC, f"{LABELS[VERIFIED_METRIC]} (n={verified})"),
+            (UNVERIFIED_METRIC, f"{LABELS[UNVERIFIED_METRIC]} (n={unverified})")]
+    both = all_references and bool(verified and unverified)
+    return rows + [("exact_match", f"exact match, all references (n={n})")] * both
+
+
+def comparison_rows(summaries: dict[str, dict[str, Any]],
+                    comparison: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any] | None]]:
+    """(label, change) of the comparison table's rows in order: passes all assertions, exact match
+    by reference (change None where there is no such reference), all references when there are
+    both kinds, the judge's pass rate when compared."""
+    rows = [("passed_checks", LABELS["passed_checks"]), *reference_rows(summaries),
+            (JUDGE_METRIC, "judge pass (observed)")]
+    return [(label, comparison.get(metric)) for metric, label in rows
+            if metric in comparison or metric in (VERIFIED_METRIC, UNVERIFIED_METRIC)]
+
+
+def reference_note(summaries: dict[str, dict[str, Any]]) -> str:
+    """One sentence: how many test references a person verified, and what matching the others measures."""
+    n, verified, unverified = reference_counts(summaries)
+    return (f"{verified} of {n} test references were verified by a person (a correction, or an output a person "
+            f"marked good); the other {unverified} are production outputs that passed the assertions, so "
+            "matching them measures agreement with the production model, not correctness.")
 
 
 def judge_status(judge: dict[str, Any]) -> list[str]:
@@ -88,20 +131,22 @@ def render_models(summaries: dict[str, dict[str, Any]], roles: dict[str, str], j
     training = training or {}
     flags = [f"**Under-trained: {_code(m)}: {_text(reason)}.**" for m, reason in under_trained(training).items()
              if m in summaries]
+    exact = reference_rows(summaries, all_references=False)
     lines = [f"# Eval report, test set `{test_set_version}` ({n} real examples never seen in training)", "",
              *flags, *([""] if flags else []),
-             "| model | role | passes all assertions | exact match | judge pass (observed) | "
-             "judge pass (corrected, 95% CI) | latency per call | cost per call |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | role | passes all assertions | " + " | ".join(label for _, label in exact) +
+             " | judge pass (observed) | judge pass (corrected, 95% CI) | latency per call | cost per call |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for model_id, summary in summaries.items():
         observed, corrected = _judge_cell(summary.get("judge"))
         latency = summary.get("latency_ms_per_call")
         cost = summary.get("cost_usd_per_call")
         lines.append(
             f"| {_code(model_id)} | {roles.get(model_id, '')} | {_pct(summary['passed_checks'])} | "
-            f"{_pct(summary['exact_match'])} | {observed} | {corrected} | "
+            + "".join(f"{_pct(summary.get(metric))} | " for metric, _ in exact) + f"{observed} | {corrected} | "
             f"{'n/a' if latency is None else f'{latency:.1f} ms'} | "
             f"{'n/a (local model)' if cost is None else f'${cost:.5f}'} |")
+    lines += ["", reference_note(summaries)]
     lines += training_section(summaries, training) + ["", "## Judge", ""] + judge_status(judge)
     return "\n".join(lines) + "\n"
 
@@ -137,14 +182,15 @@ def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, A
         "| metric | baseline | candidate | difference | 95% CI (paired bootstrap) | wins / losses | McNemar p |",
         "|---|---|---|---|---|---|---|",
     ]
-    for metric, label in (("passed_checks", "passes all assertions"), ("exact_match", "exact match (normalised)"),
-                          ("judge_pass", "judge pass (observed)")):
-        if metric not in comparison:
+    for label, c in comparison_rows(summaries, comparison):
+        if c is None:
+            lines.append(f"| {label} | n/a | n/a | n/a | n/a | n/a | n/a |")
             continue
-        c = comparison[metric]
         lines.append(f"| {label} | {_pct(c['baseline'])} | {_pct(c['candidate'])} | "
                      f"{100 * c['difference']:+.1f} pts | {100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f} pts | "
                      f"{c['wins']} / {c['losses']} | {c['p_value']:.2g} |")
+    lines += ["", reference_note(summaries) + " The promotion gate reads passes all assertions and exact match over "
+              "all references (and the judge's pass rate when the judge is aligned with people and allowed to gate)."]
     lines += slice_section(cand, base)
     modes = sorted(set(cand["failure_rates"]) | set(base["failure_rates"]))
     if modes:
@@ -156,6 +202,7 @@ def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, A
         frame = examples[kind]
         lines += ["", f"## {title} ({frame.height} shown)"]
         for row in frame.iter_rows(named=True):
-            lines += ["", f"- **{_text(row['text'])}**", f"  - reference: {_code(row['reference'])}",
+            kind = "verified" if row["reference_verified"] else "unverified"
+            lines += ["", f"- **{_text(row['text'])}**", f"  - reference ({kind}): {_code(row['reference'])}",
                       f"  - candidate: {_code(row['output'])}", f"  - baseline: {_code(row['output_baseline'])}"]
     return "\n".join(lines) + "\n"

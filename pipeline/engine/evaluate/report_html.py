@@ -21,7 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from pipeline.engine.evaluate.scoring import LABELS  # noqa: E402
+from pipeline.engine.evaluate.report import comparison_rows, reference_note, reference_rows  # noqa: E402
+from pipeline.engine.evaluate.scoring import UNVERIFIED_METRIC, VERIFIED_METRIC  # noqa: E402
 from pipeline.engine.train.registry import Training, under_trained  # noqa: E402
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
@@ -39,8 +40,10 @@ def _pct(value: float | None) -> str:
 
 
 def chart_png(summaries: dict[str, dict[str, Any]]) -> bytes:
-    """Grouped bars: each model's headline rates with 95% intervals (judge: corrected rate)."""
-    metrics = [("passed_checks", "passes all\nassertions"), ("exact_match", "exact match")]
+    """Grouped bars: each model's headline rates with 95% intervals (judge: corrected rate); exact
+    match on verified references and agreement on unverified ones apart."""
+    metrics = [("passed_checks", "passes all\nassertions"), (VERIFIED_METRIC, "exact match,\nverified refs"),
+               (UNVERIFIED_METRIC, "agreement,\nunverified refs")]
     if any((s.get("judge") or {}).get("corrected") is not None for s in summaries.values()):
         metrics.append(("judge", "judge pass\n(corrected)"))
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
@@ -82,7 +85,8 @@ def _examples(frame: pl.DataFrame) -> str:
         return "<p>none</p>"
     items = []
     for row in frame.iter_rows(named=True):
-        items.append(f"<li><b>{_e(row['text'])}</b><br>reference: <code>{_e(row['reference'])}</code><br>"
+        kind = "verified" if row["reference_verified"] else "unverified"
+        items.append(f"<li><b>{_e(row['text'])}</b><br>reference ({kind}): <code>{_e(row['reference'])}</code><br>"
                      f"candidate: <code>{_e(row['output'])}</code><br>baseline: <code>{_e(row['output_baseline'])}</code></li>")
     return "<ul>" + "".join(items) + "</ul>"
 
@@ -106,6 +110,7 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: 
     ``{"comparison", "verdict", "examples"}``; ``gate`` lists the regressions that block promotion;
     ``training`` (model id -> planned vs actual) flags an under-trained model near the top."""
     training = training or {}
+    exact = reference_rows(summaries, all_references=False)
     chart = base64.b64encode(chart_png(summaries)).decode()
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report {_e(candidate_id)}</title>"
              f"<style>{_STYLE}</style></head><body>",
@@ -116,7 +121,9 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: 
              *(f"<p class='bad'>Under-trained: <code>{_e(m)}</code>: {_e(reason)}.</p>"
                for m, reason in under_trained(training).items() if m in summaries),
              f"<img alt='headline rates per model with 95% intervals' src='data:image/png;base64,{chart}'>",
-             "<h2>Models</h2><table><tr><th>model</th><th>role</th><th>passes all assertions</th><th>exact match</th>"
+             f"<p>{_e(reference_note(summaries))}</p>",
+             "<h2>Models</h2><table><tr><th>model</th><th>role</th><th>passes all assertions</th>"
+             + "".join(f"<th>{_e(label)}</th>" for _, label in exact) +
              "<th>judge pass (observed)</th><th>judge pass (corrected, 95% CI)</th><th>latency per call</th>"
              "<th>cost per call</th></tr>"]
     for model_id, s in summaries.items():
@@ -125,7 +132,7 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: 
                      else f"{_pct(j['corrected'])} ({_pct(j['ci_low'])} to {_pct(j['ci_high'])})")
         latency, cost = s.get("latency_ms_per_call"), s.get("cost_usd_per_call")
         parts.append(f"<tr><td><code>{_e(model_id)}</code></td><td>{_e(roles.get(model_id, ''))}</td>"
-                     f"<td>{_pct(s['passed_checks'])}</td><td>{_pct(s['exact_match'])}</td>"
+                     f"<td>{_pct(s['passed_checks'])}</td>" + "".join(f"<td>{_pct(s.get(m))}</td>" for m, _ in exact) +
                      f"<td>{_pct(j.get('observed'))}</td><td>{corrected}</td>"
                      f"<td>{'n/a' if latency is None else f'{latency:.1f} ms'}</td>"
                      f"<td>{'n/a (local model)' if cost is None else f'${cost:.5f}'}</td></tr>")
@@ -150,8 +157,11 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: 
         parts.append(f"<h2>Candidate vs <code>{_e(baseline_id)}</code>: {_e(item['verdict'].replace('_', ' '))}</h2>"
                      "<table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>difference</th>"
                      "<th>95% CI (paired bootstrap)</th><th>wins / losses</th><th>McNemar p</th></tr>")
-        for metric, c in item["comparison"].items():
-            parts.append(f"<tr><td>{_e(LABELS.get(metric, metric))}</td><td>{_pct(c['baseline'])}</td>"
+        for label, c in comparison_rows(summaries, item["comparison"]):
+            if c is None:
+                parts.append(f"<tr><td>{_e(label)}</td>" + "<td>n/a</td>" * 6 + "</tr>")
+                continue
+            parts.append(f"<tr><td>{_e(label)}</td><td>{_pct(c['baseline'])}</td>"
                          f"<td>{_pct(c['candidate'])}</td><td>{100 * c['difference']:+.1f} pts</td>"
                          f"<td>{100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f} pts</td>"
                          f"<td>{c['wins']} / {c['losses']}</td><td>{c['p_value']:.2g}</td></tr>")
