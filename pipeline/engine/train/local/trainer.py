@@ -134,6 +134,9 @@ def fit(trainer: Trainer, config: TrainConfig, data_fingerprint: str, log: Calla
     validation_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     if validation_loss is not None:
         log(f"validation loss {validation_loss:.4f}")
+    # every process is past the trainer's own end of training (which lists the checkpoints
+    # folder) before the main one removes that folder
+    trainer.accelerator.wait_for_everyone()
     if is_main_process():
         with suppress(OSError):
             checkpoints.rmdir()  # made by the trainer, left empty when no checkpoint was due
