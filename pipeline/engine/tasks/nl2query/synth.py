@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pipeline.engine.tasks.base import Example, SyntheticExample
+from pipeline.engine.tasks.generators import rotate
 from pipeline.engine.tasks.nl2query.checks import canonical, check, columns_used, dump, list_of_dicts, normalise, parse
 
 #: The dimensions of a question: what is asked (feature), in which situation (scenario), by whom (persona).
@@ -339,29 +340,18 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
+def _key(example: Example) -> tuple[str, str | None]:
+    return json.dumps(example.input, sort_keys=True), normalise(example.output)
+
+
+def _passes(example: Example) -> bool:
+    return all(r.passed is not False for r in check(example.input, example.output))
+
+
 def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[SyntheticExample]:
     """Up to ``n`` examples from the offline generators, each seed meeting every generator in turn.
 
     Only outputs that pass every assertion are returned; duplicates of each other or of the
     seed examples are not.
     """
-    pools = Pools.from_examples(examples)
-    seen = {(json.dumps(ex.input, sort_keys=True), normalise(ex.output)) for ex in examples}
-    out: list[SyntheticExample] = []
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    names = sorted(GENERATORS)
-    for attempt, index in enumerate(order * len(names)):
-        if len(out) >= n:
-            break
-        # rotate per pass so that every seed meets every generator over the passes
-        name = names[(attempt % len(order) + attempt // len(order)) % len(names)]
-        new = GENERATORS[name](examples[index], pools, rng)
-        if new is None or not all(r.passed is not False for r in check(new.input, new.output)):
-            continue
-        key = (json.dumps(new.input, sort_keys=True), normalise(new.output))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(SyntheticExample(new.input, new.output, index, name))
-    return out
+    return rotate(examples, n, rng, GENERATORS, Pools.from_examples(examples), _passes, _key)

@@ -22,11 +22,11 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlglot import exp
 
 from pipeline.engine.tasks.base import Example, SyntheticExample
+from pipeline.engine.tasks.generators import rotate
 from pipeline.engine.tasks.sql.checks import canonical, check_values, dialect_of, normalise, parse
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -206,8 +206,12 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
-def _key(input: dict[str, Any], output: str) -> tuple[str, str | None]:
-    return json.dumps(input, sort_keys=True), normalise(output, input)
+def _key(example: Example) -> tuple[str, str | None]:
+    return json.dumps(example.input, sort_keys=True), normalise(example.output, example.input)
+
+
+def _passes(example: Example) -> bool:
+    return all(passed is True for passed in check_values(example.input, example.output)[0])
 
 
 def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[SyntheticExample]:
@@ -216,23 +220,4 @@ def synthesize(examples: list[Example], n: int, rng: random.Random) -> list[Synt
     Only outputs that pass every assertion are returned; duplicates of each other or of the
     seed examples are not.
     """
-    pools = Pools.from_examples(examples)
-    seen = {_key(ex.input, ex.output) for ex in examples}
-    out: list[SyntheticExample] = []
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    names = sorted(GENERATORS)
-    for attempt, index in enumerate(order * len(names)):
-        if len(out) >= n:
-            break
-        # rotate per pass so that every seed meets every generator over the passes
-        name = names[(attempt % len(order) + attempt // len(order)) % len(names)]
-        new = GENERATORS[name](examples[index], pools, rng)
-        if new is None or not all(passed is True for passed in check_values(new.input, new.output)[0]):
-            continue
-        key = _key(new.input, new.output)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(SyntheticExample(new.input, new.output, index, name))
-    return out
+    return rotate(examples, n, rng, GENERATORS, Pools.from_examples(examples), _passes, _key)
