@@ -36,7 +36,7 @@ def langsmith_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
                          "LangSmithSource(project=...)) to pull runs.")
     window = context.partition_time_window
     task_with_layouts = with_prompt_layouts(task.load(), langsmith.prompt_layouts)
-    runs = fetch_runs(langsmith.client(), langsmith.query(), window.start, window.end)
+    runs = fetch_runs(langsmith.client(), langsmith.query(), window.start, window.end, log=context.log.warning)
     with duckdb.get_connection() as conn:
         report = ingest_runs(conn, runs, task_with_layouts, langsmith.source_name)
     context.log.info(f"{report.runs} runs from {window.start:%Y-%m-%d} to {window.end:%Y-%m-%d}: "

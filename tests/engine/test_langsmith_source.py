@@ -1,10 +1,13 @@
 """LangSmith runs pulled with the real langsmith client from a stub of the HTTP API."""
 
+import asyncio
+import json
 import traceback
+import warnings
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from langsmith import Client
+from langsmith import BadRequestError, Client
 from langsmith.utils import LangSmithError
 
 from pipeline.engine.core import store
@@ -12,7 +15,7 @@ from pipeline.engine.ingest.langsmith_source import RunQuery, fetch_runs, ingest
 from pipeline.engine.tasks import load_task
 from tests.engine.test_formats import USER
 from tests.engine.test_traces import OUTPUT
-from tests.fakes.langsmith_api import FakeLangSmith, make_run
+from tests.fakes.langsmith_api import V2_QUERY, FakeLangSmith, make_run
 
 TASK = load_task("nl2query")
 KEY = "lsv2_pt_0123456789abcdef0123456789abcdef_0123456789"
@@ -30,8 +33,8 @@ def api(monkeypatch):
         for hour in range(0, 24, 5):  # 5 runs that day, tagged production
             fake.runs.append(make_run(session_id=session, start=DAY + timedelta(hours=hour), inputs=CHAT_INPUT,
                                       outputs=CHAT_OUTPUT, tags=["production"]))
-        fake.runs.append(make_run(session_id=session, start=DAY + timedelta(days=1, minutes=1), inputs=CHAT_INPUT,
-                                  outputs=CHAT_OUTPUT, tags=["production"]))  # the next day
+        fake.runs.append(make_run(session_id=session, start=DAY + timedelta(days=1), inputs=CHAT_INPUT,
+                                  outputs=CHAT_OUTPUT, tags=["production"]))  # the next day, at its first instant
         fake.runs.append(make_run(session_id=session, start=DAY + timedelta(hours=3), inputs=CHAT_INPUT,
                                   outputs=CHAT_OUTPUT, tags=["canary"]))
         fake.runs.append(make_run(session_id=other, start=DAY + timedelta(hours=3), inputs=CHAT_INPUT,
@@ -39,8 +42,8 @@ def api(monkeypatch):
         yield fake
 
 
-def pull(fake, conn, query=RunQuery("nl2query-prod", filter='has(tags, "production")')):
-    runs = fetch_runs(Client(api_url=fake.url, api_key=KEY), query, DAY, DAY + timedelta(days=1))
+def pull(fake, conn, query=RunQuery("nl2query-prod", filter='has(tags, "production")'), log=None):
+    runs = fetch_runs(Client(api_url=fake.url, api_key=KEY), query, DAY, DAY + timedelta(days=1), log=log)
     return ingest_runs(conn, runs, TASK, "langsmith")
 
 
@@ -51,16 +54,63 @@ def test_window_filter_combines_the_configured_filter_with_the_day():
         'lt(start_time, "2026-11-20T00:00:00+00:00"))')
 
 
-def test_pulls_every_page_of_the_day_and_maps_runs_onto_traces(api):
-    with store.connect(":memory:") as conn:
-        report = pull(api, conn)
+def test_pulls_every_page_of_the_day_with_runs_query_and_maps_runs_onto_traces(api):
+    with store.connect(":memory:") as conn, warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*list_runs.*", category=DeprecationWarning)  # not called
+        report = pull(api, conn, log=pytest.fail)
         assert report.counts() == {"runs read": 5, "ingested": 5, "duplicates": 0, "rejected": 0}
-        queries = [body for method, path, body in api.requests if path == "/runs/query"]
+        assert not [path for method, path, body in api.requests if path == "/runs/query"]
+        queries = [body for method, path, body in api.requests if path == V2_QUERY]
         assert len(queries) == 3 and [q.get("cursor") is not None for q in queries] == [False, True, True]
-        assert queries[0]["session"] == [api.projects["nl2query-prod"]["id"]] and queries[0]["run_type"] == "llm"
-        rows = conn.execute("SELECT source, output, model, latency_ms, prompt_tokens, input->>'$.question' "
+        first = queries[0]
+        assert first["project_ids"] == [api.projects["nl2query-prod"]["id"]] and first["run_type"] == "LLM"
+        window = (first["min_start_time"], first["max_start_time"])
+        assert window == (DAY.isoformat(), (DAY + timedelta(days=1)).isoformat())
+        assert {"INPUTS", "OUTPUTS", "EXTRA", "METADATA"} <= set(first["selects"])
+        rows = conn.execute("SELECT source, output, model, latency_ms, prompt_tokens, metadata "
                             "FROM raw_traces").fetchall()
         assert {r[:5] for r in rows} == {("langsmith", OUTPUT, "gpt-4o-mini", 1200.0, 250)}
+        metadata = json.loads(rows[0][5])  # v2 keeps metadata apart from extra: it is put back
+        assert (metadata["run_type"], metadata["ls_provider"], metadata["session_id"]) == (
+            "llm", "openai", api.projects["nl2query-prod"]["id"])
+
+
+def test_the_stub_reads_the_last_day_unless_told_and_wants_upper_case_like_langsmith(api):
+    """What the test above relies on: a query without the window misses the day's runs, and
+    lower-case run types or selects are refused."""
+    runs = Client(api_url=api.url, api_key=KEY).runs
+    project = [api.projects["nl2query-prod"]["id"]]
+
+    async def query(**params):
+        return await runs.query(project_ids=project, **params)
+
+    with asyncio.Runner() as loop:
+        assert loop.run(query(run_type="LLM")).items == []
+        for params in ({"run_type": "llm"}, {"selects": ["id", "inputs"]}):
+            with pytest.raises(BadRequestError):
+                loop.run(query(min_start_time=DAY, **params))
+        assert list(loop.run(query(min_start_time=DAY)).items[0].to_dict()) == ["id"]  # nothing selected
+
+
+def test_a_server_without_runs_query_is_read_with_list_runs_and_the_log_says_so(monkeypatch):
+    monkeypatch.setenv("LANGSMITH_TRACING", "false")
+    with FakeLangSmith(api_key=KEY, page_size=2, v2=False) as fake:
+        session = fake.add_project("nl2query-prod")
+        for hour in (1, 9, 17):
+            fake.runs.append(make_run(session_id=session, start=DAY + timedelta(hours=hour), inputs=CHAT_INPUT,
+                                      outputs=CHAT_OUTPUT))
+        fake.runs.append(make_run(session_id=session, start=DAY + timedelta(days=1), inputs=CHAT_INPUT,
+                                  outputs=CHAT_OUTPUT))
+        logged = []
+        with store.connect(":memory:") as conn:
+            report = pull(fake, conn, RunQuery("nl2query-prod"), log=logged.append)
+            assert report.counts() == {"runs read": 3, "ingested": 3, "duplicates": 0, "rejected": 0}
+            assert conn.execute("SELECT DISTINCT model FROM raw_traces").fetchall() == [("gpt-4o-mini",)]
+    posts = [path for method, path, body in fake.requests if method == "POST"]
+    assert posts == [V2_QUERY, "/runs/query", "/runs/query"]
+    (message,) = logged
+    assert "POST /api/v2/runs/query answered 404" in message and "deprecated list_runs" in message
+    assert KEY not in message
 
 
 def test_a_second_pull_of_the_same_day_adds_nothing(api):
@@ -102,11 +152,17 @@ def test_a_wrong_key_fails_loudly(api):
 
 
 @pytest.mark.parametrize("status", [400, 401, 403])
-def test_a_key_the_server_echoes_is_redacted_from_the_error(monkeypatch, status):
+@pytest.mark.parametrize("paths, v2", [(None, True), ((V2_QUERY,), True), (("/runs/query",), False)],
+                         ids=["project lookup", "runs.query", "list_runs"])
+def test_a_key_the_server_echoes_is_redacted_from_the_error(monkeypatch, status, paths, v2):
     monkeypatch.setenv("LANGSMITH_TRACING", "false")
-    with FakeLangSmith(api_key=KEY, echo_key_status=status) as fake:
+    with FakeLangSmith(api_key=KEY, echo_key_status=status, echo_key_paths=paths, v2=v2) as fake:
+        fake.add_project("nl2query-prod")
         with pytest.raises(LangSmithError) as raised:
-            list(fetch_runs(Client(api_url=fake.url, api_key=KEY), RunQuery("nl2query-prod"), DAY, DAY + timedelta(days=1)))
+            list(fetch_runs(Client(api_url=fake.url, api_key=KEY), RunQuery("nl2query-prod"), DAY,
+                            DAY + timedelta(days=1), log=lambda message: None))
     shown = "".join(traceback.format_exception(raised.value))  # what a log shows: message, traceback, causes
     assert KEY not in shown
     assert "request refused for x-api-key ***" in str(raised.value) and str(status) in str(raised.value)
+    failed = [path for method, path, body in fake.requests if path != "/info"][-1]  # /info: the client's own
+    assert failed == (paths[0] if paths else "/sessions")

@@ -1,27 +1,36 @@
 """Pull runs from the LangSmith API with the langsmith client, one time window at a time.
 
-Uses ``Client.list_runs`` (POST /runs/query, cursor-paginated) deliberately: it is synchronous,
-works against every LangSmith deployment including self-hosted ones before v0.16 (where
-``client.runs.query`` is not available), and returns runs in the shape LangSmith exports use,
-so API runs and exported files share one mapping (:func:`formats.from_langsmith_run`). It is
-deprecated, to be removed after 2027-01-31: :func:`fetch_runs` is the one place to move to
-``client.runs.query()`` (async, project ids, POST /api/v2/runs/query) before then.
+Uses ``client.runs.query`` (POST /api/v2/runs/query): the project's name is looked up to its id
+(``Client.read_project``), the window is always given (``min_start_time``/``max_start_time``:
+left out, the server reads only the last day), the cursor is followed to the last page, and the
+fields the mapping needs are selected (v2 returns only ``id`` otherwise). The client's ``runs``
+resource is async; :func:`fetch_runs` drives it page by page on an event loop of its own, so
+callers (the Dagster asset) stay synchronous. Each run is turned back into the shape of
+LangSmith's exports and v1 API (:func:`export_shape`), so API runs and exported files share one
+mapping (:func:`formats.from_langsmith_run`).
+
+A server without the v2 endpoint (self-hosted LangSmith before v0.16 answers 404 or 405) is read
+with the deprecated ``Client.list_runs`` instead, which is said in the log; LangSmith removes
+list_runs after 2027-01-31 (cloud) and in self-hosted v0.18.
 
 The API key comes from the environment (LANGSMITH_API_KEY) or the caller, never from code, and
-is never written to a row, a log line or metadata.
+is never written to a row, a log line, metadata or an error message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import duckdb
 import polars as pl
+from langsmith import APIStatusError
 from langsmith.utils import LangSmithError
 
 from pipeline.engine.ingest.files import checked, write_rejected
@@ -36,7 +45,7 @@ from pipeline.engine.tasks import Task
 @dataclass
 class RunQuery:
     """Which runs to pull: a project, optionally a run type and a LangSmith filter expression
-    (for example ``has(tags, "production")``), root runs only by default."""
+    (for example ``has(tags, "production")``), and root runs only when ``is_root`` is True (None: all)."""
 
     project: str
     run_type: str | None = "llm"
@@ -69,20 +78,96 @@ def window_filter(query: RunQuery, start: datetime, end: datetime) -> str:
     return f"and({query.filter}, {window})" if query.filter else f"and({window})"
 
 
-def fetch_runs(client: Any, query: RunQuery, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+#: The run fields a v2 query asks for: what :func:`formats.from_langsmith_run` reads, and what
+#: identifies a run kept in rejected_traces.
+SELECTS = ["ID", "NAME", "RUN_TYPE", "STATUS", "START_TIME", "END_TIME", "ERROR", "INPUTS", "OUTPUTS", "EXTRA",
+           "METADATA", "TAGS", "PROJECT_ID", "TRACE_ID", "PROMPT_TOKENS", "COMPLETION_TOKENS", "TOTAL_TOKENS",
+           "FEEDBACK_STATS"]
+
+_log = logging.getLogger(__name__)
+
+
+class _NoRunsQuery(Exception):
+    """The server has no POST /api/v2/runs/query (LangSmith before v0.16)."""
+
+
+def fetch_runs(client: Any, query: RunQuery, start: datetime, end: datetime,
+               log: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
     """Runs of ``query`` started in [start, end), as dicts (the export shape), every page.
 
-    An error on the way comes out as a LangSmithError naming the error's class, its message with
-    the client's key and anything key-like redacted, and without the error it came from."""
+    Reads ``client.runs.query``; on a server without it, the deprecated ``client.list_runs``,
+    saying so through ``log`` (a logger's warning by default). An error on the way comes out as a
+    LangSmithError naming the error's class, its message with the client's key and anything
+    key-like redacted, and without the error it came from."""
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*list_runs.*", category=DeprecationWarning)
-            runs = client.list_runs(project_name=query.project, run_type=query.run_type, is_root=query.is_root,
-                                    start_time=start, filter=window_filter(query, start, end))
-            for run in runs:
-                yield run.model_dump(mode="json")
+        project_id = str(client.read_project(project_name=query.project).id)
+        try:
+            yield from _query_runs(client, project_id, query, start, end)
+        except _NoRunsQuery as missing:
+            (log or _log.warning)(redact(
+                f"LangSmith at {client.api_url} has no runs.query ({missing}): pulling with the deprecated "
+                "list_runs instead, which LangSmith removes after 2027-01-31 (self-hosted: in v0.18); "
+                "upgrade the server to v0.16 or later", [client.api_key]))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*list_runs.*", category=DeprecationWarning)
+                runs = client.list_runs(project_id=project_id, run_type=query.run_type, is_root=query.is_root,
+                                        start_time=start, filter=window_filter(query, start, end))
+                for run in runs:
+                    yield run.model_dump(mode="json")
     except Exception as exc:  # the client's errors carry the server's response, which may echo the key
         raise LangSmithError(redact(f"{type(exc).__name__}: {exc}", [getattr(client, "api_key", None)])) from None
+
+
+def _query_runs(client: Any, project_id: str, query: RunQuery, start: datetime,
+                end: datetime) -> Iterator[dict[str, Any]]:
+    """Every page of ``client.runs.query`` for the window, each run in the export shape; raises
+    _NoRunsQuery when the first request finds no such endpoint."""
+    runs = client.runs
+    params: dict[str, Any] = {
+        "project_ids": [project_id], "min_start_time": start, "max_start_time": end, "selects": SELECTS,
+        # the bounds keep the server's one-day default away; the filter makes the end exclusive
+        "filter": window_filter(query, start, end),
+    }
+    if query.run_type:
+        params["run_type"] = query.run_type.upper()
+    if query.is_root is not None:
+        params["is_root"] = query.is_root
+
+    async def page(cursor: str | None):
+        return await runs.query(**params, **({"cursor": cursor} if cursor else {}))
+
+    cursor = None
+    with asyncio.Runner() as loop:
+        while True:
+            try:
+                result = loop.run(page(cursor))
+            except APIStatusError as exc:
+                if cursor is None and exc.status_code in (404, 405):
+                    raise _NoRunsQuery(f"POST /api/v2/runs/query answered {exc.status_code}") from None
+                raise
+            for run in result.items:
+                yield export_shape(run)
+            cursor = result.next_cursor
+            if not cursor:
+                return
+
+
+def export_shape(run: Any) -> dict[str, Any]:
+    """A run from ``client.runs.query`` as a dict in the shape of LangSmith's exports and its v1
+    API: lower-case run type and status, ``session_id`` for ``project_id``, metadata under
+    ``extra`` (v2 keeps it apart); only the fields the server returned."""
+    data = run.to_dict(mode="json")
+    extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
+    metadata = data.pop("metadata", None)
+    if isinstance(metadata, dict):
+        known = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+        data["extra"] = {**extra, "metadata": {**known, **metadata}}
+    for key in ("run_type", "status"):
+        if isinstance(data.get(key), str):
+            data[key] = data[key].lower()
+    if "project_id" in data:
+        data["session_id"] = data.pop("project_id")
+    return data
 
 
 def ingest_runs(conn: duckdb.DuckDBPyConnection, runs: Iterator[dict[str, Any]], task: Task, source: str,
