@@ -34,24 +34,10 @@ from pipeline.engine.core import store  # noqa: E402
 from pipeline.engine.label.assertions import evaluate_traces  # noqa: E402
 from pipeline.engine.tasks import load_task  # noqa: E402
 from pipeline.engine.tasks.nl2query import QUERY_CHECKS, QueryParts, parse  # noqa: E402
-
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "traces.jsonl"
-
-
-def demo_traces() -> list[dict]:
-    rows = []
-    for line in DEMO.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("input"), dict):
-            rows.append(row)
-    return rows
-
+from pipeline.demo.generate import read_demo_traces  # noqa: E402
 
 def traces_frame(n: int) -> pl.DataFrame:
-    seeds = demo_traces()
+    seeds = read_demo_traces()
     base = pl.DataFrame({"input": [json.dumps(r["input"]) for r in seeds],
                          "output": [r.get("output") for r in seeds], "error": [r.get("error") for r in seeds]},
                         schema={"input": pl.String, "output": pl.String, "error": pl.String})

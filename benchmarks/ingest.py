@@ -34,20 +34,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_TRACES = REPO / "data" / "demo" / "traces.jsonl"
 MAX_RECORD_BYTES = 1_000_000
 
 
 def _templates() -> list[dict]:
-    found = []
-    for line in DEMO_TRACES.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("input"), dict) and record["input"].get("columns"):
-            found.append(record)
-    return found
+    """The demo's traces in the project's format (read from its chat logs and LangSmith runs)."""
+    sys.path.insert(0, str(REPO))
+    from pipeline.demo.generate import read_demo_traces
+
+    return read_demo_traces()
 
 
 def _bad_line(rng: random.Random, record: dict) -> bytes:

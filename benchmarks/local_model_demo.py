@@ -26,6 +26,7 @@ from pipeline.engine.train.local import (  # noqa: E402
     FINE_TUNE_CONFIG, LocalSeq2Seq, ModelConfig, TrainConfig, fine_tune, train_base,
 )
 from pipeline.engine.tasks import nl2query  # noqa: E402
+from pipeline.demo.generate import read_demo_traces  # noqa: E402
 from pipeline.engine.train.local.seq2seq import mask_pairs  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -57,10 +58,10 @@ def split_of(question: str) -> str:
     return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
-def curated_traces(path: Path) -> dict[str, list[tuple[dict, str]]]:
-    """(input, normalised output) of the traces passing every assertion, by split."""
+def curated_traces() -> dict[str, list[tuple[dict, str]]]:
+    """(input, normalised output) of the demo traces passing every assertion, by split."""
     splits: dict[str, list[tuple[dict, str]]] = {"train": [], "validation": [], "test": []}
-    for row in read_jsonl(path):
+    for row in read_demo_traces():
         input, output = row.get("input"), row.get("output")
         if nl2query.validate_input(input) is None and isinstance(output, str) and passes(input, output):
             splits[split_of(input["question"])].append((input, nl2query.normalise(output)))
@@ -96,7 +97,7 @@ def main() -> None:
 
     corpus = [row for row in read_jsonl(DEMO / "base_corpus.jsonl") if nl2query.normalise(row["output"])]
     base_datasets = {row["input"].get("dataset") for row in corpus}
-    splits = curated_traces(DEMO / "traces.jsonl")
+    splits = curated_traces()
     print(f"base corpus {len(corpus)} over {len(base_datasets)} datasets; curated traces "
           + ", ".join(f"{name} {len(rows)}" for name, rows in splits.items()))
     print(f"model {model_config}\nbase training {base_train}\nfine-tuning {tune_train}")

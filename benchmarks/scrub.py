@@ -14,23 +14,13 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import polars as pl
 
 from pipeline.engine.curate.export import chat_records, scrub_records
 from pipeline.engine.core.scrub import scrub_text
 from pipeline.engine.tasks import load_task
-
-DEMO_TRACES = Path(__file__).resolve().parent.parent / "data" / "demo" / "traces.jsonl"
-
-
-def _parsed(line: str) -> object:
-    """A demo line's record, or None for the file's deliberately bad lines."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
+from pipeline.demo.generate import read_demo_traces
 
 
 def main() -> None:
@@ -38,8 +28,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    traces = [t for t in map(_parsed, DEMO_TRACES.read_text().splitlines())
-              if isinstance(t, dict) and isinstance(t.get("input"), dict) and isinstance(t.get("output"), str)]
+    traces = [t for t in read_demo_traces() if t["output"]]
     rows = [traces[i % len(traces)] for i in range(args.examples)]
     frame = pl.DataFrame({"input": [json.dumps(t["input"]) for t in rows], "output": [t["output"] for t in rows]})
     records = chat_records(frame, load_task("nl2query"))

@@ -4,8 +4,9 @@ workspace.yaml points here. Owners and automation conditions come from one polic
 (:mod:`pipeline.automation`). Every setting has an embedded default that runs offline: the local
 DuckDB file data/flywheel.duckdb, the task nl2query with its bundled demo traces, annotations and
 base corpus, the local trainer. The environment chooses without an edit of the project:
-FLYWHEEL_TASK (a built-in name, a module path or a task file), FLYWHEEL_TRACE_PATHS,
-FLYWHEEL_ANNOTATION_PATHS (``os.pathsep``-separated files or folders) and FLYWHEEL_BASE_CORPUS
+FLYWHEEL_TASK (a built-in name, a module path or a task file), FLYWHEEL_TRACE_PATHS and
+FLYWHEEL_ANNOTATION_PATHS (``os.pathsep``-separated files or folders), FLYWHEEL_PROMPT_LAYOUTS
+(layout files of the production prompts that wrote the chat logs) and FLYWHEEL_BASE_CORPUS
 (a task's own demo files are the defaults only for that task), FLYWHEEL_DUCKDB (a path, or an
 ``md:`` MotherDuck string). A team's own definitions module calls :func:`build_defs` with
 :func:`default_resources` and its overrides (README, "Adding a task").
@@ -73,7 +74,8 @@ def default_resources() -> dict:
     return {
         "duckdb": FlywheelDuckDB(database=os.environ.get("FLYWHEEL_DUCKDB", "data/flywheel.duckdb")),
         "task": TaskResource(name=task),
-        "trace_files": TraceFiles(paths=locations("FLYWHEEL_TRACE_PATHS", demo.traces, TraceFiles.INCOMING)),
+        "trace_files": TraceFiles(paths=locations("FLYWHEEL_TRACE_PATHS", demo.traces, TraceFiles.INCOMING),
+                                  prompt_layouts=locations("FLYWHEEL_PROMPT_LAYOUTS", demo.prompt_layouts)),
         "annotation_files": AnnotationFiles(
             paths=locations("FLYWHEEL_ANNOTATION_PATHS", demo.annotations, AnnotationFiles.INCOMING)),
         "trainer": LocalTrainer(base_corpus=os.environ.get("FLYWHEEL_BASE_CORPUS") or demo.base_corpus or ""),
@@ -86,6 +88,7 @@ def default_resources() -> dict:
         "eval_serving": EvalServing(base_url=os.environ.get("FLYWHEEL_EVAL_BASE_URL") or None),
         "langsmith": LangSmithSource(
             project=os.environ.get("LANGSMITH_PROJECT"),
+            prompt_layouts=locations("FLYWHEEL_PROMPT_LAYOUTS", demo.prompt_layouts),
             **({"api_key": dg.EnvVar("LANGSMITH_API_KEY")} if os.environ.get("LANGSMITH_API_KEY") else {})),
     }
 

@@ -21,11 +21,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = write_demo_data(args.out, args.seed)
     out = Path(args.out)
-    for name in ("traces.jsonl", "annotations.jsonl", "base_corpus.jsonl"):
+    for name in ("traces/chat_logs.jsonl", "traces/langsmith_runs.jsonl", "prompt_layouts.yaml",
+                 "annotations.jsonl", "base_corpus.jsonl"):
         print(f"wrote {out / name} ({(out / name).stat().st_size / 1e6:.2f} MB)")
     print(f"traces: {counts['traces']} good + {counts['bad_lines']} deliberately bad lines + "
-          f"{counts['duplicate_lines']} re-logged duplicates = {counts['trace_lines']} lines; "
+          f"{counts['duplicate_lines']} re-logged duplicates = {sum(counts['lines'].values())} lines "
+          f"{counts['lines']}; prompt versions {counts['prompt_versions']}; "
           f"team-only share {counts['team_only_share']:.1%}")
+    print(f"columns listed per request: {counts['columns_listed']}; requests listing an empty name: "
+          f"{counts['empty_names']}")
     print("injected modes:")
     for mode, n in counts["modes"].items():
         print(f"  {mode:28s} {n:5d}  {n / counts['traces']:6.1%}")

@@ -15,17 +15,23 @@ DEMO = REPO / "data" / "demo"
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
-    """Every fifth line of the demo traces (two deliberately bad lines among them), their
-    annotations, and a small slice of the base corpus, in a temporary folder."""
+    """Every fifth line of each demo log (chat logs and LangSmith runs, deliberately bad lines
+    among them), the layouts of the prompts that wrote them, their annotations, and a small slice
+    of the base corpus, in a temporary folder."""
     folder = tmp_path_factory.mktemp("demo")
-    lines = (DEMO / "traces.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[::5]
-    (folder / "traces.jsonl").write_text("".join(lines), encoding="utf-8")
+    (folder / "traces").mkdir()
     ids = set()
-    for line in lines:
-        try:
-            ids.add(json.loads(line).get("trace_id"))
-        except (json.JSONDecodeError, AttributeError):
-            pass
+    for log in sorted((DEMO / "traces").iterdir()):
+        lines = log.read_text(encoding="utf-8").splitlines(keepends=True)[::5]
+        (folder / "traces" / log.name).write_text("".join(lines), encoding="utf-8")
+        for line in lines:
+            try:
+                record = json.loads(line)
+                ids.add(record.get("trace_id") if "messages" in record else f"ls_{record.get('id')}")
+            except (json.JSONDecodeError, AttributeError):
+                pass
+    (folder / "prompt_layouts.yaml").write_text((DEMO / "prompt_layouts.yaml").read_text(encoding="utf-8"),
+                                                 encoding="utf-8")
     annotations = [a for a in (DEMO / "annotations.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
                    if json.loads(a)["trace_id"] in ids]
     (folder / "annotations.jsonl").write_text("".join(annotations), encoding="utf-8")

@@ -141,7 +141,7 @@ def _retarget(query: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 
 
 def _hallucinated_column(old: str, dataset: Dataset, rng: random.Random) -> str:
-    known = set(dataset.column_names)
+    known = set(dataset.listed_names)
     r = rng.random()
     if r < 0.4:
         pool = [a.replace(" ", "_") for a in dataset.column(old).aliases]
@@ -157,6 +157,8 @@ def _semantic(mode: str, q: dict[str, Any], dataset: Dataset, rng: random.Random
     if mode == "wrong_breakdown":
         used = set(q.get("breakdowns", [])) | {f["column"] for f in q.get("filters", [])}
         pool = [c.name for c in dataset.columns if c.groupable and c.name not in used]
+        if not pool:
+            raise ValueError("no other column to group by")
         new = rng.choice(pool)
         if q.get("breakdowns"):
             old = q["breakdowns"][0]
@@ -401,7 +403,7 @@ def respond(gold: dict[str, Any], dataset: Dataset, mode: str, rng: random.Rando
 
 def _verify(mode: str, gold: dict[str, Any], dataset: Dataset, text: str) -> None:
     """Raise ValueError unless ``text`` fails exactly the assertion ``mode`` names (or none)."""
-    results = nl2query.check({"columns": dataset.column_names}, text)
+    results = nl2query.check({"columns": dataset.listed_names}, text)
     failed = [r.check_name for r in results if r.passed is False]
     expected = [mode] if mode in nl2query.CHECK_NAMES else []
     if failed != expected:

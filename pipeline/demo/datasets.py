@@ -34,15 +34,23 @@ class Column:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset: its name, what one row is (``noun``) and its columns in a fixed order."""
+    """A dataset: its name, what one row is (``noun``) and its columns in a fixed order (the only
+    ones queries use). ``listed`` is every name one request sends, when it sends more than these
+    (:func:`pipeline.demo.columns.request_view`)."""
 
     name: str
     noun: str
     columns: tuple[Column, ...] = field(default_factory=tuple)
+    listed: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def listed_names(self) -> list[str]:
+        """The names a request sends (its own columns when nothing else is listed)."""
+        return list(self.listed) if self.listed else self.column_names
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)

@@ -371,7 +371,8 @@ def sample_query(dataset: Dataset, rng: random.Random) -> tuple[dict[str, Any], 
 def sample_example(dataset: Dataset, rng: random.Random) -> tuple[dict[str, Any], str]:
     """An nl2query input ({question, columns, dataset}) and its gold output (canonical JSON)."""
     gold, question = sample_query(dataset, rng)
-    example_input = {"question": question, "columns": dataset.column_names, "dataset": dataset.name}
+    example_input = {"question": question, "columns": [c for c in dataset.listed_names if c],
+                     "dataset": dataset.name}
     output = nl2query.dump(gold)
     failed = [r for r in nl2query.check(example_input, output) if r.passed is not True]
     assert not failed, f"gold query fails its own checks: {failed} for {output}"

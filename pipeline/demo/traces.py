@@ -1,8 +1,10 @@
-"""Production-like nl2query traces from the simulated assistant, plus deliberately bad log lines.
+"""Production-like nl2query traces from the simulated assistant, as production logged them
+(:mod:`pipeline.demo.production_logs`), plus deliberately bad log lines.
 
 Traffic comes in user sessions (one dataset each, a few questions minutes apart) spread over
-the 30 days before ``END``, heavier in working hours. The injected mode and the gold query of
-each trace are kept on ``GeneratedTrace`` for bookkeeping and never written to the trace line.
+the 30 days before ``END``, heavier in working hours. Each request lists 5 to 89 columns
+(:mod:`pipeline.demo.columns`). The injected mode, the gold query and the names as sent of each
+trace are kept on ``GeneratedTrace`` for bookkeeping; the mode and the gold are never logged.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pipeline.demo import assistant
-from pipeline.demo.datasets import BASE_DATASETS, TEAM_DATASETS, get_dataset
+from pipeline.demo import assistant, production_logs
+from pipeline.demo.columns import request_view
+from pipeline.demo.datasets import BASE_DATASETS, TEAM_DATASETS, Dataset, get_dataset
 from pipeline.demo.questions import sample_query
-from pipeline.engine.tasks import nl2query
 
 END = datetime(2026, 11, 15, tzinfo=timezone.utc)
 DAYS = 30
@@ -33,11 +35,15 @@ _DATASET_WEIGHTS = {"checkout-api": 1.4, "search-service": 1.0, "mobile-app": 0.
 
 @dataclass
 class GeneratedTrace:
-    """One good trace line plus what only the generator knows: injected mode and gold query."""
+    """One good trace in the project's format (as ingestion recovers it) plus what only the
+    generator knows: the injected mode, the gold query, the column names as sent (empty ones
+    included) and the prompt version that sent them."""
 
     record: dict[str, Any]
     mode: str
     gold: dict[str, Any]
+    listed: list[str]
+    version: str = production_logs.V1
 
     @property
     def ts(self) -> datetime:
@@ -85,10 +91,9 @@ def _feedback(mode: str, rng: random.Random) -> str | None:
     return "thumbs_down" if r < 0.35 else "thumbs_up" if r < 0.36 else None
 
 
-def _answer(dataset_name: str, rng: random.Random) -> tuple[str, dict[str, Any], str, str]:
-    """(mode, gold, question, output) for one request on ``dataset_name``."""
-    dataset = get_dataset(dataset_name)
-    mode = assistant.sample_mode(dataset_name in TEAM_DATASETS, rng)
+def _answer(dataset: Dataset, rng: random.Random) -> tuple[str, dict[str, Any], str, str]:
+    """(mode, gold, question, output) for one request on ``dataset`` (as the request sees it)."""
+    mode = assistant.sample_mode(dataset.name in TEAM_DATASETS, rng)
     for _ in range(60):
         gold, question = sample_query(dataset, rng)
         if not assistant.applicable(mode, gold):
@@ -101,12 +106,13 @@ def _answer(dataset_name: str, rng: random.Random) -> tuple[str, dict[str, Any],
     return assistant.CORRECT, gold, question, assistant.respond(gold, dataset, assistant.CORRECT, rng)
 
 
-def _record(ts: datetime, dataset_name: str, question: str, output: str, error: str | None,
+def _record(ts: datetime, dataset: Dataset, question: str, output: str, error: str | None,
             model: str, session_id: str, feedback: str | None, app_version: str,
             rng: random.Random) -> dict[str, Any]:
-    columns = get_dataset(dataset_name).column_names
-    task_input = {"question": question, "columns": columns, "dataset": dataset_name}
-    prompt_chars = sum(len(m["content"]) for m in nl2query.prompt(task_input))
+    task_input = {"question": question, "columns": [c for c in dataset.listed_names if c], "dataset": dataset.name}
+    sent = production_logs.messages(production_logs.prompt_version(app_version), dataset.name, question,
+                                    dataset.listed_names)
+    prompt_chars = sum(len(m["content"]) for m in sent)
     prompt_tokens = prompt_chars // 4 + rng.randint(6, 14)
     completion_tokens = max(1, round(len(output) / 3.7)) if output else 0
     if error:
@@ -115,7 +121,7 @@ def _record(ts: datetime, dataset_name: str, question: str, output: str, error: 
         median = 320 + 0.15 * prompt_tokens + 22 * completion_tokens
         latency = int(median * math.exp(rng.gauss(0, 0.35)))
     return {
-        "trace_id": "", "source": "demo", "task": nl2query.NAME, "ts": iso(ts), "input": task_input,
+        "trace_id": "", "ts": iso(ts), "input": task_input,
         "output": output, "model": model, "latency_ms": latency, "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens, "error": error,
         "metadata": {"session_id": session_id, "user_feedback": feedback, "app_version": app_version},
@@ -123,7 +129,8 @@ def _record(ts: datetime, dataset_name: str, question: str, output: str, error: 
 
 
 def generate_traces(seed: int, n: int = N_TRACES) -> list[GeneratedTrace]:
-    """``n`` good traces in time order with ids tr_00001..., each with its injected mode and gold."""
+    """``n`` good traces in time order, each with its injected mode, gold and prompt version;
+    ids are tr_00001... for chat logs (first prompt) and ls_<run id> for LangSmith runs."""
     rng = random.Random(f"{seed}:traces")
     traces: list[GeneratedTrace] = []
     while len(traces) < n:
@@ -138,16 +145,20 @@ def generate_traces(seed: int, n: int = N_TRACES) -> list[GeneratedTrace]:
             if len(traces) >= n:
                 break
             ts += timedelta(seconds=rng.uniform(20, 600), milliseconds=rng.randint(0, 999))
-            mode, gold, question, output = _answer(dataset_name, rng)
+            dataset = request_view(get_dataset(dataset_name), rng)
+            mode, gold, question, output = _answer(dataset, rng)
             error = None
             if rng.random() < PROVIDER_ERROR_RATE:
                 mode, error, output = PROVIDER_ERROR, rng.choice(PROVIDER_ERRORS), ""
-            record = _record(ts, dataset_name, question, output, error, model, session_id,
+            record = _record(ts, dataset, question, output, error, model, session_id,
                              _feedback(mode, rng), app_version, rng)
-            traces.append(GeneratedTrace(record, mode, gold))
+            traces.append(GeneratedTrace(record, mode, gold, dataset.listed_names,
+                                         production_logs.prompt_version(app_version)))
     traces.sort(key=lambda t: t.record["ts"])
+    ids = random.Random(f"{seed}:run-ids")
     for i, trace in enumerate(traces, start=1):
-        trace.record["trace_id"] = f"tr_{i:05d}"
+        trace.record["trace_id"] = (f"tr_{i:05d}" if trace.version == production_logs.V1
+                                    else f"ls_{production_logs.run_id(ids)}")
     return traces
 
 
@@ -160,51 +171,75 @@ def dumps(record: Any) -> str:
 # These exist only so ingestion's quarantine (rejected_traces) and deduplication have something
 # to do. They are not traces: tests and the annotation sampler skip them.
 
+#: Re-logged lines (exact copies of an earlier line) per log file.
 N_DUPLICATES = 15
+CHAT_LOGS, LANGSMITH_RUNS = "chat_logs.jsonl", "langsmith_runs.jsonl"
 
 
-def bad_lines(traces: list[GeneratedTrace], rng: random.Random) -> list[tuple[str, str]]:
-    """(why it is bad, line) for each deliberately malformed line; ids continue after the traces."""
-    base = [dict(t.record) for t in rng.sample(traces, 6)]
-    next_id = len(traces) + 1
+def _copy(record: Any) -> Any:
+    return json.loads(json.dumps(record))
 
-    def fresh(record: dict[str, Any]) -> dict[str, Any]:
-        nonlocal next_id
-        record = json.loads(json.dumps(record))
-        record["trace_id"] = f"tr_{next_id:05d}"
-        next_id += 1
-        return record
 
-    truncated = dumps(fresh(base[0]))
-    no_question = fresh(base[1])
-    del no_question["input"]["question"]
-    latency_text = fresh(base[2])
-    latency_text["latency_ms"] = "1.2s"
-    no_columns = fresh(base[3])
-    no_columns["input"]["columns"] = []
-    input_text = fresh(base[4])
-    input_text["input"] = input_text["input"]["question"]
+def bad_chat_lines(traces: list[GeneratedTrace], rng: random.Random) -> list[tuple[str, str]]:
+    """(why it is bad, line) for each malformed chat-log line; ids continue after the traces."""
+    chosen = rng.sample([t for t in traces if t.version == production_logs.V1 and not t.record["error"]], 6)
+    bad = [_copy(production_logs.chat_log(t.record, t.listed)) for t in chosen]
+    for i, record in enumerate(bad, start=len(traces) + 1):
+        record["trace_id"] = f"tr_{i:05d}"
+    truncated = dumps(bad[0])
+    question = chosen[1].record["input"]["question"]
+    bad[1]["messages"][1]["content"] = f"Question: {question}\nFields: {' | '.join(chosen[1].listed[:8])}"
+    bad[2]["latency_ms"] = "1.2s"
+    bad[3]["messages"][1:2] = production_logs.messages(production_logs.V1, chosen[3].record["input"]["dataset"],
+                                                       chosen[3].record["input"]["question"], [])[1:]
+    bad[4]["messages"] = bad[4]["messages"][1]["content"]
     return [
         ("truncated JSON line", truncated[: len(truncated) * 2 // 3]),
-        ("input.question missing", dumps(no_question)),
-        ("latency_ms is not a number", dumps(latency_text)),
-        ("input.columns is empty", dumps(no_columns)),
-        ("input is a string, not an object", dumps(input_text)),
-        ("line is a JSON array, not an object", dumps(["tr_bad", "nl2query", base[5]["input"]["question"]])),
+        ("user message in a prompt layout production never configured", dumps(bad[1])),
+        ("latency_ms is not a number", dumps(bad[2])),
+        ("the prompt lists no columns", dumps(bad[3])),
+        ("messages is the prompt text, not a list of messages", dumps(bad[4])),
+        ("line is a JSON array, not an object", dumps([bad[5]["trace_id"], "nl2query", question])),
     ]
 
 
-def trace_lines(traces: list[GeneratedTrace], seed: int) -> list[str]:
-    """The traces.jsonl lines: good traces in time order with bad lines and re-logged
-    duplicates (exact copies of an earlier line) at deterministic scattered positions."""
-    rng = random.Random(f"{seed}:bad-lines")
-    lines = [dumps(t.record) for t in traces]
-    inserts: list[tuple[int, str]] = []
-    for _, line in bad_lines(traces, rng):
-        inserts.append((rng.randrange(50, len(lines)), line))
+def bad_run_lines(traces: list[GeneratedTrace], rng: random.Random) -> list[tuple[str, str]]:
+    """(why it is bad, line) for each run of the LangSmith export that is not a usable LLM run."""
+    chosen = rng.sample([t for t in traces if t.version == production_logs.V2 and not t.record["error"]], 2)
+    base = [_copy(_run(t)) for t in chosen]
+    chain = {**base[0], "id": production_logs.run_id(rng), "run_type": "chain", "name": "QueryAssistantChain",
+             "inputs": {"question": chosen[0].record["input"]["question"]}}
+    no_id = {**base[1], "id": None}
+    return [("a chain run exported with the LLM runs: its inputs hold no columns", dumps(chain)),
+            ("run without an id", dumps(no_id))]
+
+
+def _run(trace: GeneratedTrace) -> dict[str, Any]:
+    return production_logs.langsmith_run(trace.record, trace.listed, trace.record["trace_id"].removeprefix("ls_"),
+                                         PROJECT_ID)
+
+
+#: The LangSmith project the web app traces to.
+PROJECT_ID = "5f0c1e2a-7d4b-4c3e-9a1f-6b8d2e4c7a90"
+
+
+def _scatter(lines: list[str], bad: list[str], rng: random.Random) -> list[str]:
+    """``lines`` with ``bad`` lines and re-logged duplicates at deterministic scattered positions."""
+    inserts: list[tuple[int, str]] = [(rng.randrange(50, len(lines)), line) for line in bad]
     for source in rng.sample(range(len(lines) - 60), N_DUPLICATES):
         inserts.append((source + rng.randint(1, 60), lines[source]))
     out = list(lines)
     for position, line in sorted(inserts, key=lambda x: -x[0]):
         out.insert(position, line)
     return out
+
+
+def log_files(traces: list[GeneratedTrace], seed: int) -> dict[str, list[str]]:
+    """The lines of each log file: chat_logs.jsonl (chat-format lines of the first prompt) and
+    langsmith_runs.jsonl (the LangSmith export of the second), each in time order with its bad
+    lines and re-logged duplicates."""
+    rng = random.Random(f"{seed}:bad-lines")
+    chats = [dumps(production_logs.chat_log(t.record, t.listed)) for t in traces if t.version == production_logs.V1]
+    runs = [dumps(_run(t)) for t in traces if t.version == production_logs.V2]
+    return {CHAT_LOGS: _scatter(chats, [line for _, line in bad_chat_lines(traces, rng)], rng),
+            LANGSMITH_RUNS: _scatter(runs, [line for _, line in bad_run_lines(traces, rng)], rng)}

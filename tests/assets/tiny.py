@@ -18,13 +18,15 @@ from pipeline.resources import (
 
 
 def tiny_resources(folder, demo, task="nl2query", max_source_tokens=160):
-    """Every resource, pointed at ``folder`` and the tiny demo data in ``demo`` (traces.jsonl,
-    annotations.jsonl, base_corpus.jsonl) of ``task``; models of a few steps (``max_source_tokens``
-    None: sized from the data)."""
+    """Every resource, pointed at ``folder`` and the tiny demo data in ``demo`` (traces/ or
+    traces.jsonl, prompt_layouts.yaml if there is one, annotations.jsonl, base_corpus.jsonl) of
+    ``task``; models of a few steps (``max_source_tokens`` None: sized from the data)."""
+    traces = demo / "traces" if (demo / "traces").is_dir() else demo / "traces.jsonl"
+    layouts = [str(demo / "prompt_layouts.yaml")] if (demo / "prompt_layouts.yaml").exists() else []
     return {
         "duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")),
         "task": TaskResource(name=task),
-        "trace_files": TraceFiles(paths=[str(demo / "traces.jsonl"), str(folder / "incoming")]),
+        "trace_files": TraceFiles(paths=[str(traces), str(folder / "incoming")], prompt_layouts=layouts),
         "annotation_files": AnnotationFiles(paths=[str(demo / "annotations.jsonl")]),
         "trainer": LocalTrainer(base_corpus=str(demo / "base_corpus.jsonl"), d_model=32, num_layers=1,
                                 num_decoder_layers=1, num_heads=2, d_ff=64, vocab_size=400,

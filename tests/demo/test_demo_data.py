@@ -8,16 +8,21 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipeline.demo import assistant
+from pipeline.demo import assistant, production_logs
+from pipeline.demo.columns import LONGEST, SHORTEST
 from pipeline.demo.datasets import BASE_DATASETS, DATASETS, TEAM_DATASETS, get_dataset
 from pipeline.demo.generate import DEFAULT_SEED, write_demo_data
 from pipeline.demo.questions import sample_example, sample_query
 from pipeline.demo.traces import PROVIDER_ERROR, generate_traces, parse_ts
+from pipeline.engine.ingest.files import read_trace_files
+from pipeline.engine.ingest.layouts import with_prompt_layouts
 from pipeline.engine.tasks import nl2query
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = ("traces.jsonl", "annotations.jsonl", "base_corpus.jsonl")
+LOGS = ("traces/chat_logs.jsonl", "traces/langsmith_runs.jsonl")
+FILES = (*LOGS, "prompt_layouts.yaml", "annotations.jsonl", "base_corpus.jsonl")
 HUMAN_MODES = set(assistant.SEMANTIC_MODES)
 
 
@@ -32,26 +37,22 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
-def _is_good_line(line: str) -> bool:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return (isinstance(record, dict) and nl2query.validate_input(record.get("input")) is None
-            and isinstance(record.get("latency_ms"), int))
+@pytest.fixture(scope="module")
+def generated():
+    return generate_traces(DEFAULT_SEED)
 
 
 @pytest.fixture(scope="module")
-def traces(demo_dir) -> list[dict]:
-    """Good traces, first occurrence of each trace_id only."""
-    seen, out = set(), []
-    for line in (demo_dir / "traces.jsonl").read_text().splitlines():
-        if _is_good_line(line):
-            record = json.loads(line)
-            if record["trace_id"] not in seen:
-                seen.add(record["trace_id"])
-                out.append(record)
-    return out
+def traces(generated) -> list[dict]:
+    """The good traces in the project's format, as the generator made them."""
+    return [t.record for t in generated]
+
+
+@pytest.fixture(scope="module")
+def ingested(demo_dir):
+    """The demo's log files read by ingestion, with the layouts of the prompts that wrote them."""
+    task = with_prompt_layouts(nl2query.TASK, [demo_dir / "prompt_layouts.yaml"])
+    return read_trace_files([demo_dir / name for name in LOGS], task, "demo")
 
 
 def test_datasets_have_distinct_vocabularies_and_kinds():
@@ -149,19 +150,60 @@ def test_committed_files_are_what_the_script_writes(demo_dir):
         assert committed.exists(), f"{committed} missing: run scripts/make_demo_data.py"
         assert committed.read_bytes() == (demo_dir / name).read_bytes(), (
             f"{committed} is stale: run python scripts/make_demo_data.py")
-    assert sum((REPO / "data" / "demo" / n).stat().st_size for n in FILES) < 10e6
+    # each LangSmith run carries the whole second prompt (its query spec and examples)
+    assert sum((REPO / "data" / "demo" / n).stat().st_size for n in FILES) < 16e6
 
 
-def test_trace_lines_are_well_formed(traces):
+def test_every_logged_trace_is_ingested_with_the_input_it_was_asked_with(ingested, traces):
+    rows = {r["trace_id"]: r for r in ingested.traces.iter_rows(named=True)}
+    assert set(rows) == {t["trace_id"] for t in traces}
+    for t in traces:
+        row = rows[t["trace_id"]]
+        assert json.loads(row["input"]) == t["input"], t["trace_id"]
+        assert (row["output"], row["error"], row["model"]) == (t["output"], t["error"], t["model"])
+        assert json.loads(row["metadata"])["app_version"] == t["metadata"]["app_version"]
+        assert row["latency_ms"] == pytest.approx(t["latency_ms"])
+        assert row["ts"].replace(microsecond=0) == parse_ts(t["ts"]).replace(microsecond=0)
+    formats = Counter(json.loads(r["metadata"])["format"] for r in rows.values())
+    assert formats["openai_chat"] > 500 and formats["langsmith_run"] > 500
+
+
+def test_the_two_production_prompts_differ_from_the_training_prompt_and_overlap_in_time(generated, demo_dir):
+    assert nl2query.input_from_messages(production_logs.messages(
+        production_logs.V1, "checkout-api", "p95 latency", ["duration_ms"])) is None
+    by_version = {v: [t for t in generated if t.version == v] for v in (production_logs.V1, production_logs.V2)}
+    assert all(len(ts) > 600 for ts in by_version.values())
+    first_v2 = min(t.ts for t in by_version[production_logs.V2])
+    assert sum(t.ts > first_v2 for t in by_version[production_logs.V1]) > 50, "both prompts live at once"
+    assert all(t.record["trace_id"].startswith("ls_") for t in by_version[production_logs.V2])
+    layouts = yaml.safe_load((demo_dir / "prompt_layouts.yaml").read_text(encoding="utf-8"))
+    assert [layout["name"] for layout in layouts] == [production_logs.V1, production_logs.V2]
+
+
+def test_column_lists_are_as_long_and_odd_as_real_ones(generated):
+    lengths = sorted(len(t.listed) for t in generated)
+    assert SHORTEST <= lengths[0] and lengths[-1] <= LONGEST + 1
+    assert 48 <= lengths[len(lengths) // 2] <= 60
+    names = {c for t in generated for c in t.listed}
+    assert any(" " in c for c in names) and any("\t" in c for c in names) and any(len(c) > 100 for c in names)
+    assert any(ord(ch) > 0x1F000 for c in names for ch in c)
+    with_empty = [t for t in generated if "" in t.listed]
+    assert 0.01 <= len(with_empty) / len(generated) <= 0.06
+    for t in generated:
+        assert "" not in t.record["input"]["columns"]
+        assert t.record["input"]["columns"] == [c for c in t.listed if c]
+        assert set(nl2query.columns_used(t.gold)) <= set(t.listed), "the answer's columns are always listed"
+
+
+def test_traces_are_well_formed(traces):
     assert 2300 <= len(traces) <= 2500
-    assert [t["trace_id"] for t in traces] == sorted(t["trace_id"] for t in traces)
     end = parse_ts("2026-11-15T00:00:00.000Z")
     times = [parse_ts(t["ts"]) for t in traces]
+    assert times == sorted(times)
     assert max(times) <= end and (end - min(times)).days >= 28 and (end - min(times)).days <= 30
     for t in traces:
-        assert set(t) == {"trace_id", "source", "task", "ts", "input", "output", "model", "latency_ms",
+        assert set(t) == {"trace_id", "ts", "input", "output", "model", "latency_ms",
                           "prompt_tokens", "completion_tokens", "error", "metadata"}
-        assert t["input"]["columns"] == get_dataset(t["input"]["dataset"]).column_names
         assert t["model"] in ("prod-assistant-v3", "prod-assistant-v2")
         assert t["latency_ms"] > 0 and t["prompt_tokens"] > 0
         assert set(t["metadata"]) == {"session_id", "user_feedback", "app_version"}
@@ -218,47 +260,33 @@ def test_semantic_errors_pass_assertions_at_about_seven_percent():
     assert sum(t.mode == PROVIDER_ERROR for t in traces) >= 2
 
 
-def test_bad_lines_and_duplicates_are_present(demo_dir):
-    lines = (demo_dir / "traces.jsonl").read_text().splitlines()
-    bad = [i for i, line in enumerate(lines) if not _is_good_line(line)]
-    assert 5 <= len(bad) <= 8
-    assert min(bad) < len(lines) - 100, "bad lines must be scattered, not all at the end"
-    kinds = Counter()
-    for i in bad:
-        try:
-            record = json.loads(lines[i])
-        except json.JSONDecodeError:
-            kinds["not json"] += 1
-            continue
-        if not isinstance(record, dict):
-            kinds["not an object"] += 1
-        elif not isinstance(record.get("latency_ms"), int):
-            kinds["latency"] += 1
-        else:
-            kinds[nl2query.validate_input(record["input"])] += 1
-    assert kinds["not json"] >= 1 and kinds["not an object"] >= 1 and kinds["latency"] >= 1
-    assert "input.question must be a non-empty string" in kinds
-    assert any(str(reason).startswith("input.columns") for reason in kinds), kinds
-    first_seen, duplicates = {}, []
-    for i, line in enumerate(lines):
-        if i in bad:
-            continue
-        trace_id = json.loads(line)["trace_id"]
-        if trace_id in first_seen:
-            assert lines[first_seen[trace_id]] == line, "a duplicate must be an exact re-log"
-            duplicates.append(i)
-        else:
-            first_seen[trace_id] = i
-    assert 10 <= len(duplicates) <= 20
-    assert min(duplicates) < len(lines) / 2 < max(duplicates)
+def test_bad_lines_are_rejected_with_precise_reasons_and_duplicates_dropped(ingested, demo_dir):
+    reasons = ingested.rejected["reason"].to_list()
+    assert len(reasons) == 8, reasons
+    expected = ("Unterminated string", "latency_ms must be a number", "messages must be a list",
+                "record must be a JSON object, got list", "LangSmith run has no id",
+                "input.columns must be a list of column names",
+                "matches none of the 5 production prompt layouts (observa_v1, observa_v2, nlq_columns_pylist, "
+                "honeycomb_query_assistant, nl2query) nor the task's own prompt; first lines: 'Question: ",
+                "matches the production prompt layout 'observa_v1', but the input it gives is invalid: "
+                "input.columns must name at least one column")
+    for part in expected:
+        assert sum(part in r for r in reasons) == 1, (part, reasons)
+    assert ingested.duplicates_in_batch == 30
+    for name in LOGS:
+        locations = [loc for loc in ingested.rejected["location"] if loc.startswith(str(demo_dir / name))]
+        lines = [int(loc.rsplit(":", 1)[1]) for loc in locations]
+        assert lines and min(lines) < 1000, (name, locations)  # scattered, not all at the end
 
 
 def test_base_corpus_covers_only_base_datasets_and_is_correct(demo_dir):
     rows = [json.loads(line) for line in (demo_dir / "base_corpus.jsonl").read_text().splitlines()]
-    assert 9000 <= len(rows) <= 11000
+    assert 4500 <= len(rows) <= 5500
     assert {r["input"]["dataset"] for r in rows} == set(BASE_DATASETS)
+    assert 40 <= sorted(len(r["input"]["columns"]) for r in rows)[len(rows) // 2] <= 65
     for r in rows:
-        assert r["input"]["columns"] == get_dataset(r["input"]["dataset"]).column_names
+        assert set(get_dataset(r["input"]["dataset"]).column_names) & set(r["input"]["columns"])
+        assert "" not in r["input"]["columns"]
         assert _failed(r["input"], r["output"]) == []
         assert nl2query.normalise(r["output"]) == r["output"]
 

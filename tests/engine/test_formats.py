@@ -63,12 +63,20 @@ def test_openai_chat_log_maps_reply_tokens_model_time_and_recovers_the_task_inpu
     assert json.loads(row["metadata"]) == {"user": "u_17", "format": "openai_chat"}
 
 
+def test_a_failed_call_logged_with_its_error_and_no_answer_is_a_trace_with_the_error(tmp_path):
+    _, batch = read(tmp_path, "chat.jsonl", [chat(messages=[{"role": "user", "content": USER}], error="upstream timeout")])
+    assert batch.rejected.is_empty(), batch.rejected["reason"].to_list()
+    row = batch.traces.row(0, named=True)
+    assert (row["output"], row["error"]) == ("", "upstream timeout")
+    assert json.loads(row["input"]) == {"question": INPUT["question"], "columns": INPUT["columns"]}
+
+
 def test_chat_records_that_cannot_be_traces_are_rejected_with_reasons(tmp_path):
     no_answer = chat(messages=[{"role": "user", "content": USER}])
     not_our_prompt = chat(messages=[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}])
     path, batch = read(tmp_path, "chat.jsonl", [no_answer, not_our_prompt, chat(messages="oops")])
     reasons = dict(zip(batch.rejected["location"], batch.rejected["reason"]))
-    assert reasons == {f"{path}:1": "chat record has no assistant message to use as the output",
+    assert reasons == {f"{path}:1": "chat record has no assistant message to use as the output (nor an error)",
                        f"{path}:2": "task 'nl2query' cannot recover its input from chat messages: the user message "
                                     "matches none of the 3 production prompt layouts (nlq_columns_pylist, "
                                     "honeycomb_query_assistant, nl2query) nor the task's own prompt; first lines: 'hello'",

@@ -21,7 +21,8 @@ from pipeline.engine.tasks import CheckResult, hooks, load_task
 
 NL2QUERY = load_task("nl2query")
 NOW = datetime(2026, 10, 20, tzinfo=timezone.utc)
-DEMO_TRACES = Path(__file__).resolve().parents[2] / "data" / "demo" / "traces.jsonl"
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CORPUS = REPO / "data" / "demo" / "base_corpus.jsonl"
 
 
 class Minimal:
@@ -155,14 +156,11 @@ def old_words(question):
 @pytest.fixture(scope="module")
 def demo_inputs():
     inputs = []
-    with open(DEMO_TRACES, encoding="utf-8") as handle:
+    with open(DEMO_CORPUS, encoding="utf-8") as handle:
         for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # the demo holds broken lines on purpose
-            if isinstance(record, dict) and NL2QUERY.validate_input(record.get("input")) is None:
-                inputs.append(json.dumps(record["input"], ensure_ascii=False))
+            record = json.loads(line)
+            assert NL2QUERY.validate_input(record["input"]) is None
+            inputs.append(json.dumps(record["input"], ensure_ascii=False))
     assert len(inputs) > 1000
     return inputs
 
@@ -187,5 +185,5 @@ def test_nl2query_slices_bounds_display_and_demo_files():
     assert hooks.complexity_bounds(NL2QUERY) == (2, 30)
     assert hooks.display_text(NL2QUERY, input) == "p95 duration_ms by service.name"
     demo = hooks.demo_data(NL2QUERY)
-    root = DEMO_TRACES.parents[2]
-    assert all((root / path).is_file() for path in (demo.traces, demo.annotations, demo.base_corpus))
+    assert all((REPO / path).is_file() for path in (demo.annotations, demo.base_corpus, demo.prompt_layouts))
+    assert len(list((REPO / demo.traces).glob("*.jsonl"))) == 2

@@ -2,7 +2,7 @@
 
 - ``trace``: the fields of raw_traces (``task``, ``ts``, ``input``, ``output``, ...).
 - ``openai_chat``: an OpenAI chat-format log line, ``{"messages": [...]}``; the last assistant
-  message is the output, the task's input is recovered from the messages before it, written by
+  message is the output (a failed call logged with its ``error`` may have none), the task's input is recovered from the messages before it, written by
   the task's own prompt or by a production prompt layout (:func:`task_input_from_messages`; a
   record whose input cannot be recovered is rejected, saying why); ``usage`` gives the token counts.
 - ``langsmith_run``: a run as the langsmith client returns it (``id``, ``run_type``, ``inputs``,
@@ -120,12 +120,15 @@ def from_openai_chat(record: dict[str, Any], task: Task) -> dict[str, Any]:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise RecordError("messages must be a list of message objects")
     answers = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
-    if not answers:
-        raise RecordError("chat record has no assistant message to use as the output")
-    last = answers[-1]
-    output = _content(messages[last])
-    if output is None:
-        raise RecordError("the last assistant message has no text content")
+    if answers:
+        last = answers[-1]
+        output = _content(messages[last])
+        if output is None:
+            raise RecordError("the last assistant message has no text content")
+    elif record.get("error"):  # a failed call: the request without an answer
+        last, output = len(messages), None
+    else:
+        raise RecordError("chat record has no assistant message to use as the output (nor an error)")
     usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
     metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
     extra = {k: record[k] for k in ("tools", "functions", "weight") if k in record}

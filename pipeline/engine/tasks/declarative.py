@@ -341,7 +341,7 @@ class _Spec:
         return out
 
     def demo(self, value: Any) -> DemoData:
-        demo = self.mapping(value, "demo", ("traces", "annotations", "base_corpus"))
+        demo = self.mapping(value, "demo", ("traces", "annotations", "base_corpus", "prompt_layouts"))
         paths = {k: str((self.path.parent / self.text(v, f"demo.{k}")).resolve()) for k, v in demo.items()}
         return DemoData(**paths)
 

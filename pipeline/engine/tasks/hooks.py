@@ -44,12 +44,14 @@ from pipeline.engine.tasks.base import Task
 
 @dataclass(frozen=True)
 class DemoData:
-    """Files a task bundles to run the whole graph on: trace files, annotation files, and the
-    corpus the local base model is pre-trained on (each a path, or None)."""
+    """Files a task bundles to run the whole graph on: trace files (a file or a folder),
+    annotation files, the corpus the local base model is pre-trained on, and the layout file of
+    the production prompts that wrote the traces (each a path, or None)."""
 
     traces: str | None = None
     annotations: str | None = None
     base_corpus: str | None = None
+    prompt_layouts: str | None = None
 
 
 class Masked(Protocol):

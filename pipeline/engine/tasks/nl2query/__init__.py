@@ -60,8 +60,8 @@ class NL2Query:
     complexity_bounds = hooks.COMPLEXITY_BOUNDS
     display_text = staticmethod(hooks.display_text)
     literals = LITERALS
-    demo_data = DemoData(traces="data/demo/traces.jsonl", annotations="data/demo/annotations.jsonl",
-                         base_corpus="data/demo/base_corpus.jsonl")
+    demo_data = DemoData(traces="data/demo/traces", annotations="data/demo/annotations.jsonl",
+                         base_corpus="data/demo/base_corpus.jsonl", prompt_layouts="data/demo/prompt_layouts.yaml")
 
 
 TASK = NL2Query()
