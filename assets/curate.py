@@ -5,6 +5,7 @@ import dagster as dg
 from assets.ingest import annotations
 from assets.label import labelled_failures
 from assets.metadata import counts_table, preview
+from pipeline.automation import table_version
 from pipeline.engine.core import store
 from pipeline.engine.curate.audit import SplitAudit, audit_splits
 from pipeline.engine.curate.examples import curate, data_version, outside_test, plan_splits, training_data_version
@@ -64,9 +65,10 @@ def synthetic_examples(context: dg.AssetExecutionContext, config: SyntheticSetti
                      settings.near_duplicate_threshold)
     with duckdb.get_connection() as conn:
         changes = store.sync(conn, "synthetic_examples", run.examples, ["example_id"])
+        version = table_version(conn, "synthetic_examples")
     context.log.info(f"kept {run.examples.height} of {run.candidates} synthetic candidates from {seeds.height} "
                      f"seeds; LLM generators {run.llm_status}")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(data_version=version, metadata={
         "dagster/row_count": run.examples.height, "offline_budget": run.offline_budget, "seed_examples": seeds.height,
         "llm_generators": run.llm_status, "by_generator": preview(run.by_generator, n=20),
         "rejected": counts_table(run.rejected), "changes": counts_table(changes),
@@ -106,9 +108,11 @@ def training_examples(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
         changes = store.sync(conn, "training_examples", examples, ["example_id"],
                              compare=["split", "output", "group_id", "reference_verified"])
         audit = audit_splits(conn, settings, the_task)
+        stored = table_version(conn, "training_examples")
     version = data_version(examples)
     context.log.info(f"{examples.height} training examples, data version {version}")
     return dg.MaterializeResult(
+        data_version=stored,  # splits and outputs included: the training files follow any change
         metadata={"dagster/row_count": audit.rows, "training_data_version": version,
                   "candidates": report["candidates"], "splits": preview(audit.split_table(report)),
                   "composition": preview(audit.composition, n=20),

@@ -4,6 +4,7 @@ annotations (LangSmith pulls are in :mod:`assets.langsmith`)."""
 import dagster as dg
 
 from assets.metadata import counts_table, preview
+from pipeline.automation import table_version
 from pipeline.engine.core import store
 from pipeline.engine.ingest.files import ingest_files
 from pipeline.engine.ingest.layouts import with_prompt_layouts
@@ -50,11 +51,13 @@ def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
                               max_record_bytes=trace_files.max_record_bytes,
                               settle_seconds=trace_files.settle_seconds)
         total, rejected_total = stored_totals(conn)
+        version = table_version(conn, "raw_traces")
     context.log.info(f"ingested {report.ingested} new traces from {len(report.files_read)} files "
                      f"({report.files_unchanged} unchanged, {len(report.files_waiting)} still being written, "
                      f"{len(report.files_quarantined)} quarantined); {report.rejected} rejected, "
                      f"{report.duplicates} duplicates")
     return dg.MaterializeResult(
+        data_version=version,  # unchanged when nothing new was ingested: nothing downstream runs
         metadata={"dagster/row_count": total, "new_traces": report.ingested, "duplicates": report.duplicates,
                   "rejected_in_run": report.rejected, "rejected_total": rejected_total,
                   "counts": counts_table(report.counts()),
@@ -80,8 +83,9 @@ def annotations(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task:
         new = store.insert_new(conn, "annotations", batch.annotations, ["annotation_id"])
         store.upsert(conn, "rejected_traces", batch.rejected, ["source", "location"])
         labels = label_counts(conn)
+        version = table_version(conn, "annotations")
     context.log.info(f"imported {new} new decisions; {batch.rejected.height} rejected")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(data_version=version, metadata={
         "dagster/row_count": sum(labels.values()), "imported_new": new, "rejected": batch.rejected.height,
         "labels": counts_table(labels),
         "rejections": preview(batch.rejected.select("location", "reason"))})

@@ -6,6 +6,7 @@ import polars as pl
 
 from assets.ingest import annotations, raw_traces
 from assets.metadata import preview
+from pipeline.automation import table_version
 from pipeline.engine.core import store
 from pipeline.engine.label.assertions import check_version, evaluate_traces
 from pipeline.engine.label.failures import FAILURE_KEY, stored_failures
@@ -30,10 +31,17 @@ def trace_evaluations(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
         pending = unchecked_traces(conn, version)
         store.upsert(conn, "trace_evaluations", evaluate_traces(pending, the_task), ["trace_id"])
         summary = check_summary(conn)
+        stored = table_version(conn, "trace_evaluations")
     context.log.info(f"evaluated {pending.height} new traces with checks {version}")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(data_version=stored, metadata={
         "dagster/row_count": summary.rows, "traces_evaluated_now": pending.height, "check_version": version,
         "share_passing_all": summary.share_passing_all, "failures_by_check": preview(summary.failures_by_check, n=50)})
+
+
+def judgements_version(duckdb: FlywheelDuckDB) -> dg.DataVersion:
+    """The stored verdicts' data version: unchanged while the judge is off or judged nothing new."""
+    with duckdb.get_connection() as conn:
+        return table_version(conn, "trace_judgements")
 
 
 @dg.asset(
@@ -53,7 +61,7 @@ def trace_judgements(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
     if not judge.enabled:
         context.log.info(f"judge off: {JUDGE_OFF}")
         return dg.MaterializeResult(
-            metadata={"judge": "off", "reason": JUDGE_OFF},
+            data_version=judgements_version(duckdb), metadata={"judge": "off", "reason": JUDGE_OFF},
             check_results=[dg.AssetCheckResult(check_name="judge_aligned", passed=True,
                                                description=f"judge off: {JUDGE_OFF}")])
     new, status, outcomes = judge_traces(duckdb.get_connection, judge.settings(), task.name, context.log.info)
@@ -61,6 +69,7 @@ def trace_judgements(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
     rate = pass_rate(outcomes, align)
     errors = new.filter(pl.col("error").is_not_null())
     return dg.MaterializeResult(
+        data_version=judgements_version(duckdb),
         metadata={"judge": "on", "judge_version": status["version"], "judged_now": new.height,
                   "errors_now": errors.height, "judged_total": rate["n"],
                   "agreement": align["agreement"], "true_positive_rate": align["tpr"],
@@ -88,8 +97,9 @@ def labelled_failures(duckdb: FlywheelDuckDB) -> dg.MaterializeResult:
     with duckdb.get_connection() as conn:
         failures = stored_failures(conn)
         store.sync(conn, "labelled_failures", failures, FAILURE_KEY, compare=["detail", "correction"])
+        version = table_version(conn, "labelled_failures")
     by_mode = failures.group_by("failure_mode", "label_source").len().sort("len", descending=True)
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(data_version=version, metadata={
         "dagster/row_count": failures.height, "failing_traces": failures["trace_id"].n_unique(),
         "with_correction": failures.filter(pl.col("correction").is_not_null())["trace_id"].n_unique(),
         "by_failure_mode": preview(by_mode, n=50)})

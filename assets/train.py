@@ -62,8 +62,10 @@ def fully_trained(training: registry.Training, processes: int | None = None) -> 
 
 
 def training_result(model_id: str, metrics: dict, **metadata) -> dg.MaterializeResult:
-    """A local training asset's result: its metadata and the fully_trained check."""
-    return dg.MaterializeResult(metadata={**training_metadata(model_id, metrics), **metadata},
+    """A local training asset's result: the model id as its data version (a reused model is no
+    new data), its metadata and the fully_trained check."""
+    return dg.MaterializeResult(data_version=dg.DataVersion(model_id),
+                                metadata={**training_metadata(model_id, metrics), **metadata},
                                 check_results=[fully_trained(registry.Training.of_result(metrics),
                                                              metrics.get("processes"))])
 
@@ -84,8 +86,10 @@ def base_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: 
     if fine_tuning.hosted:
         with duckdb.get_connection() as conn:
             registry.register_base(conn, fine_tuning.backend, fine_tuning.base_model)
-        return dg.MaterializeResult(metadata={"model_id": fine_tuning.base_model, "backend": fine_tuning.backend,
-                                              "trained": False}, check_results=[fully_trained(registry.Training())])
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(f"{fine_tuning.backend}:{fine_tuning.base_model}"),
+            metadata={"model_id": fine_tuning.base_model, "backend": fine_tuning.backend, "trained": False},
+            check_results=[fully_trained(registry.Training())])
     the_task = task.load()
     model_id = base_model_id(trainer, the_task)
     model_dir = paths.models_dir / model_id
@@ -169,7 +173,8 @@ def _hosted_fine_tune(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
     metadata = hosted_metadata(run)
     if run.error:
         raise dg.Failure(run.error, metadata=metadata)
-    return dg.MaterializeResult(metadata=metadata, check_results=[fully_trained(registry.Training.of_row(run.row))])
+    return dg.MaterializeResult(data_version=dg.DataVersion(run.row["model_id"]), metadata=metadata,
+                                check_results=[fully_trained(registry.Training.of_row(run.row))])
 
 
 def hosted_metadata(run: HostedRun) -> dict:

@@ -32,9 +32,12 @@ ASSET_MODULES = [ingest, label, curate, train, evaluate]
 flywheel_job = dg.define_asset_job(
     "flywheel",
     # LangSmith pulls are daily partitions with their own job and schedule: the loop runs offline.
-    # The observed sources are observed by the automation sensor, not run by jobs.
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("langsmith_traces", *SOURCES),
-    description="The whole loop: ingest traces and annotations, curate, train, evaluate, promote.",
+    # The sources are observed first, so what the run read is what the observe_sources sensor
+    # sees afterwards: a finished run leaves automation nothing to catch up on.
+    selection=(dg.AssetSelection.all() - dg.AssetSelection.assets("langsmith_traces"))
+    | dg.AssetSelection.assets(*SOURCES),
+    description="The whole loop: observe the trace files and decisions, ingest traces and annotations, "
+                "curate, train, evaluate, promote.",
     # One process: DuckDB allows one writer, and the steps run one after another anyway.
     executor_def=dg.in_process_executor,
     # Progress (training steps, counts) at INFO; Dagster's own step events stay out of the console.
@@ -101,7 +104,7 @@ def build_defs(resources: dict) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_modules([*ASSET_MODULES, langsmith_assets]),
         jobs=[flywheel_job, langsmith_job, retraining_job],
         schedules=[langsmith_schedule, nightly_schedule()],
-        sensors=[automation_sensor, train.hosted_fine_tuning_job],
+        sensors=[automation_sensor, sources.observe_sources, train.hosted_fine_tuning_job],
         resources=resources,
         # runs that the automation sensor or the UI launch execute their steps one after another in
         # one process: DuckDB has one writer, and parallel step processes would contend for it
