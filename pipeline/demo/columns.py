@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from functools import lru_cache
 
 from pipeline.demo.datasets import DATASETS, ID, STRING, Dataset
 
@@ -50,15 +51,16 @@ SHORTEST, LONGEST, MODE = 5, 89, 62
 EMPTY_NAME_SHARE = 1 / 30
 
 
-def _own_names() -> set[str]:
-    return {c.name for d in DATASETS for c in d.columns}
+#: Every dataset's own column names: the common and odd columns never repeat one.
+_OWN_NAMES = frozenset(c.name for d in DATASETS for c in d.columns)
 
 
+@lru_cache(maxsize=None)
 def schema(dataset: Dataset) -> tuple[str, ...]:
     """Every column of ``dataset``'s events in the fixed order production lists them: its own
     columns mixed with the common and odd ones (at least LONGEST names)."""
     rng = random.Random(f"schema:{dataset.name}")
-    others = [c for c in COMMON_COLUMNS + ODD_COLUMNS if c not in _own_names()]
+    others = [c for c in COMMON_COLUMNS + ODD_COLUMNS if c not in _OWN_NAMES]
     names = [c.name for c in dataset.columns] + others
     rng.shuffle(names)
     return tuple(names)
@@ -88,9 +90,10 @@ def request_view(dataset: Dataset, rng: random.Random, empty_names: bool = True)
                 break
         own = [c for c in dataset.columns if c in chosen]
     own_names = {c.name for c in own}
-    others = [c for c in schema(dataset) if c not in {d.name for d in dataset.columns}]
+    order = schema(dataset)
+    others = [c for c in order if c not in _OWN_NAMES]
     picked = set(rng.sample(others, max(0, n - len(own))))
-    listed = [c for c in schema(dataset) if c in own_names or c in picked]
+    listed = [c for c in order if c in own_names or c in picked]
     if empty_names and rng.random() < EMPTY_NAME_SHARE:
         listed.insert(rng.randrange(len(listed) + 1), "")
     return replace(dataset, columns=tuple(own), listed=tuple(listed))
