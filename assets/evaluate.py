@@ -45,7 +45,9 @@ class EvalSettings(dg.Config):
                                    description="Blocks promotion when the candidate is significantly worse than "
                                                "the base or the promoted model on a headline metric (assertions, "
                                                "exact match, and the judge when it is aligned with people); "
-                                               "thresholds in the asset's config (alpha, min_regression).")],
+                                               "thresholds in the asset's config (alpha, min_regression). A "
+                                               "blocked candidate is an expected outcome: the check fails with "
+                                               "WARN severity and says why, the run goes on.")],
 )
 def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb: FlywheelDuckDB,
                 task: TaskResource, judge: JudgeResource, paths: FlywheelPaths,
@@ -69,15 +71,25 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     with duckdb.get_connection() as conn:
         store.upsert(conn, "eval_reports", evaluation.rows, REPORT_KEY)
     html_path = write_html(paths.reports_dir / evaluation.html_name, evaluation.html())
+    (context.log.info if evaluation.promote else context.log.warning)(f"Promotion gate: {evaluation.decision}")
     return dg.MaterializeResult(
         metadata={**evaluation.headline(), "report_html": dg.MetadataValue.path(str(html_path)),
                   "report": dg.MetadataValue.md(evaluation.markdown)},
-        check_results=[dg.AssetCheckResult(
-            check_name="no_regression", passed=not evaluation.gate,
-            description="; ".join(evaluation.gate) or "no significant regression on a headline metric",
-            metadata={"regressions": len(evaluation.gate), "alpha": config.alpha,
-                      "min_regression": config.min_regression, "judge_gates": evaluation.judge_gates})],
+        check_results=[gate_result(evaluation.gate, evaluation.decision, evaluation.judge_gates, config)],
     )
+
+
+def gate_result(regressions: list[str], decision: str, judge_gates: bool, config: EvalSettings) -> dg.AssetCheckResult:
+    """The no_regression check: failed with WARN severity when regressions block promotion (an
+    expected outcome, not an error: the run goes on and automation does not promote), the
+    regressions and the decision in words, the thresholds as JSON (constant settings, not a series to plot)."""
+    return dg.AssetCheckResult(
+        check_name="no_regression", passed=not regressions,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(regressions) or "no significant regression on a headline metric",
+        metadata={"regressions": len(regressions), "decision": decision, "judge_gates": judge_gates,
+                  "thresholds": dg.MetadataValue.json({"alpha": config.alpha, "min_regression": config.min_regression,
+                                                       "judge_gates": config.judge_gates})})
 
 
 @dg.asset(
@@ -86,7 +98,8 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, duckdb:
     deps=[eval_report],
     description="The model in use. The newest candidate is promoted when it is significantly better "
                 "than its base and not significantly worse than the promoted model; every change is a "
-                "row in model_promotions.",
+                "row in model_promotions. A candidate not promoted is an orderly outcome: the run log and "
+                "the metadata say why in one sentence.",
 )
 def promoted_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB) -> dg.MaterializeResult:
     try:
@@ -94,6 +107,6 @@ def promoted_model(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB) ->
             outcome = promote_latest(conn)
     except NothingToPromote as exc:
         raise dg.Failure(str(exc)) from None
-    context.log.info(outcome.decision)
+    (context.log.info if outcome.promoted else context.log.warning)(outcome.decision)
     return dg.MaterializeResult(metadata={"promoted_model": outcome.in_use or "none", "candidate": outcome.candidate_id,
-                                          "decision": outcome.decision})
+                                          "promoted_now": outcome.promoted, "decision": outcome.decision})

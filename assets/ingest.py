@@ -3,7 +3,7 @@ annotations (LangSmith pulls are in :mod:`assets.langsmith`)."""
 
 import dagster as dg
 
-from assets.metadata import counts_table, preview
+from assets.metadata import counts_table, preview, share
 from pipeline.automation import table_version
 from pipeline.engine.core import store
 from pipeline.engine.ingest.files import ingest_files
@@ -20,7 +20,7 @@ def rejection_check(asset: str, rejected: int, read: int, files_quarantined: int
     return dg.AssetCheckResult(
         check_name="rejection_rate", asset_key=asset, passed=rate <= REJECTION_RATE_WARN and not files_quarantined,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rejection_rate": rate, "rejected": rejected, "read": read, "files_quarantined": files_quarantined},
+        metadata={"rejection_rate": share(rate), "rejected": rejected, "read": read, "files_quarantined": files_quarantined},
         description=f"{rate:.1%} of {read} records rejected{quarantined}")
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import annotations, raw_traces
-from assets.metadata import preview
+from assets.metadata import preview, share
 from pipeline.automation import table_version
 from pipeline.engine.core import store
 from pipeline.engine.label.assertions import check_version, evaluate_traces
@@ -35,7 +35,7 @@ def trace_evaluations(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
     context.log.info(f"evaluated {pending.height} new traces with checks {version}")
     return dg.MaterializeResult(data_version=stored, metadata={
         "dagster/row_count": summary.rows, "traces_evaluated_now": pending.height, "check_version": version,
-        "share_passing_all": summary.share_passing_all, "failures_by_check": preview(summary.failures_by_check, n=50)})
+        "share_passing_all": share(summary.share_passing_all), "failures_by_check": preview(summary.failures_by_check, n=50)})
 
 
 def judgements_version(duckdb: FlywheelDuckDB) -> dg.DataVersion:
@@ -72,18 +72,20 @@ def trace_judgements(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, 
         data_version=judgements_version(duckdb),
         metadata={"judge": "on", "judge_version": status["version"], "judged_now": new.height,
                   "errors_now": errors.height, "judged_total": rate["n"],
-                  "agreement": align["agreement"], "true_positive_rate": align["tpr"],
-                  "true_negative_rate": align["tnr"], "labelled_traces": align["n_labelled"],
-                  "flagged": align["flagged"], "pass_rate_observed": rate["observed"],
-                  "pass_rate_corrected": rate["corrected"], "pass_rate_ci_low": rate["ci_low"],
-                  "pass_rate_ci_high": rate["ci_high"],
+                  "agreement": share(align["agreement"]), "true_positive_rate": share(align["tpr"]),
+                  "true_negative_rate": share(align["tnr"]), "labelled_traces": align["n_labelled"],
+                  "flagged": align["flagged"], "pass_rate_observed": share(rate["observed"]),
+                  "pass_rate_corrected": share(rate["corrected"]), "pass_rate_ci_low": share(rate["ci_low"]),
+                  "pass_rate_ci_high": share(rate["ci_high"]),
                   "prompt_tokens_now": int(new["prompt_tokens"].sum() or 0),
                   "completion_tokens_now": int(new["completion_tokens"].sum() or 0),
                   "errors": preview(errors.select("trace_id", "error"))},
         check_results=[dg.AssetCheckResult(
             check_name="judge_aligned", passed=not align["flagged"], severity=dg.AssetCheckSeverity.WARN,
-            description=align["flag_reason"] or f"agreement {align['agreement']:.1%} on {align['n_labelled']} traces",
-            metadata={"agreement": align["agreement"], "min_agreement": judge.min_agreement})])
+            description=align["flag_reason"] or (f"agreement {align['agreement']:.1%} on {align['n_labelled']} "
+                                                 f"traces (at least {judge.min_agreement:.0%} required)"),
+            metadata={"agreement": share(align["agreement"]),
+                      "labelled_traces": align["n_labelled"]})])
 
 
 @dg.asset(
@@ -98,7 +100,7 @@ def labelled_failures(duckdb: FlywheelDuckDB) -> dg.MaterializeResult:
         failures = stored_failures(conn)
         store.sync(conn, "labelled_failures", failures, FAILURE_KEY, compare=["detail", "correction"])
         version = table_version(conn, "labelled_failures")
-    by_mode = failures.group_by("failure_mode", "label_source").len().sort("len", descending=True)
+    by_mode = failures.group_by("failure_mode", "label_source").len("traces").sort("traces", descending=True)
     return dg.MaterializeResult(data_version=version, metadata={
         "dagster/row_count": failures.height, "failing_traces": failures["trace_id"].n_unique(),
         "with_correction": failures.filter(pl.col("correction").is_not_null())["trace_id"].n_unique(),

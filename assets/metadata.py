@@ -35,3 +35,8 @@ def counts_table(counts: dict[str, int]) -> dg.MetadataValue:
     """A dict of counts as a two-column markdown table (the names escaped)."""
     rows = "".join(f"| {escape_markdown(k)} | {v:,} |\n" for k, v in counts.items())
     return dg.MetadataValue.md("| | count |\n|---|---|\n" + rows)
+
+
+def share(value: float | None, digits: int = 4) -> float | None:
+    """A share or rate rounded for people (0.4223 rather than 0.4223300970873786); None stays None."""
+    return None if value is None else round(float(value), digits)

@@ -1,7 +1,9 @@
 """Print where to look after a run: an under-trained model first, table sizes, the latest eval
-report's figures (exact match on the test references a person verified apart from agreement
-with the unverified ones, with their counts) and how its models trained (planned vs actual), the
-promoted model.
+report's figures (the gate's decision in one sentence; against the base, and the promoted model
+when there is one: each rate, the difference with its interval and the McNemar p; exact match on
+the test references a person verified apart from agreement with the unverified ones, with their
+counts) and how its models trained (planned vs actual), the promoted model. Percentages have one
+decimal, p-values two significant digits.
 ``python -m pipeline.summary [database]``; opens the database read-only."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import duckdb
 
 from pipeline.engine.core.store import CONTRACT_TABLES
 from pipeline.engine.evaluate.gate import current_promoted
+from pipeline.engine.evaluate.report import p_text, pct, points
 from pipeline.engine.evaluate.scoring import LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC
 from pipeline.engine.train.registry import trainings, under_trained
 
@@ -40,47 +43,80 @@ def metric_rows(figures: dict[str, Any]) -> list[tuple[str, dict[str, Any] | Non
     if "n_verified" not in candidate:
         return [("passes all assertions", comparison["passed_checks"]), ("exact match", comparison["exact_match"])]
     verified, unverified = candidate["n_verified"], candidate["n_unverified"]
-    return [("passes all assertions", comparison["passed_checks"]),
+    return [(f"passes all assertions (n={verified + unverified})", comparison["passed_checks"]),
             (f"{LABELS[VERIFIED_METRIC]} (n={verified})", comparison.get(VERIFIED_METRIC)),
             (f"{LABELS[UNVERIFIED_METRIC]} (n={unverified})", comparison.get(UNVERIFIED_METRIC)),
             *[(f"exact match, all references (n={verified + unverified})", comparison["exact_match"])]
             * bool(verified and unverified)]
 
 
+def metric_line(label: str, c: dict[str, Any] | None) -> str:
+    """One printed row: the label, the baseline's and the fine-tuned model's rate, the difference
+    with its 95% interval (when the report has it) and the McNemar p."""
+    if c is None:
+        return f"  {label:<{LABEL_WIDTH}}{'n/a':>10}{'n/a':>12}"
+    difference = ("" if "ci_low" not in c else f"{points(c['difference'])} ({100 * c['ci_low']:+.1f} to "
+                  f"{100 * c['ci_high']:+.1f})")
+    return (f"  {label:<{LABEL_WIDTH}}{pct(c['baseline']):>10}{pct(c['candidate']):>12}  {difference:<30}"
+            f"{p_text(c['p_value']):>10}")
+
+
+def comparison_block(name: str, figures: dict[str, Any]) -> list[str]:
+    """The fine-tuned model against one baseline (``name``: "base", "promoted"): a header and one row per metric."""
+    header = f"  {'fine-tuned vs ' + name:<{LABEL_WIDTH}}{name:>10}{'fine-tuned':>12}  {'difference (95% CI)':<30}"
+    return [header + f"{'McNemar p':>10}", *(metric_line(label, c) for label, c in metric_rows(figures))]
+
+
+def latest_reports(conn) -> list[tuple[Any, ...]]:
+    """The rows of the newest eval report (the newest candidate against each baseline), the
+    comparison with its base first: (model_id, baseline_model_id, is the base, n_examples,
+    metrics, verdict, test_set_version)."""
+    return conn.execute("""SELECT model_id, baseline_model_id, r.baseline_model_id = m.base_model AS vs_base,
+            n_examples, r.metrics, verdict, test_set_version
+        FROM eval_reports r JOIN fine_tuned_models m USING (model_id)
+        WHERE r.created_at = (SELECT max(r.created_at) FROM eval_reports r JOIN fine_tuned_models m USING (model_id)
+                              WHERE r.baseline_model_id = m.base_model)
+        ORDER BY vs_base DESC, baseline_model_id""").fetchall()
+
+
+def report_lines(database: str, reports: list[tuple[Any, ...]], training: dict[str, Any]) -> list[str]:
+    """The latest eval report's lines: the gate's decision in one sentence, the verified
+    references, the comparison with the base (and with the promoted model when there is one), the
+    models and how they trained, where the full report is."""
+    model_id, baseline_id, _, n, metrics, verdict, test_set = reports[0]
+    figures = json.loads(metrics)
+    lines = ["", f"Latest eval report (n={n} real test traces never seen in training):",
+             *([f"  Promotion gate: {figures['decision']}."] if figures.get("decision") else []),
+             *reference_lines(figures, n), *comparison_block("base", figures)]
+    for row in reports[1:]:
+        lines += ["", *comparison_block("promoted", json.loads(row[4]))]
+    lines += ["", f"  base {baseline_id}", f"  fine-tuned {model_id}: {verdict.replace('_', ' ')}",
+              *(f"  promoted {b}; fine-tuned against it: {v.replace('_', ' ')}"
+                for _, b, _, _, _, v, _ in reports[1:]),
+              "  training (trained of planned):",
+              *(f"    {role}: {t.figures}, data {t.data_version or 'n/a'}; {t.state}"
+                for role, t in (("base", training.get(baseline_id)), ("fine-tuned", training.get(model_id)))
+                if t is not None),
+              "  full report: SELECT report_markdown FROM eval_reports ORDER BY created_at DESC LIMIT 1"]
+    html = sorted((Path(database).parent / "reports").glob(f"*.{test_set}.html"), key=lambda p: p.stat().st_mtime)
+    return lines + ([f"  HTML report with chart: {html[-1]}"] if html else [])
+
+
 def summary(database: str) -> str:
     """A plain-text summary of the database's tables and latest evaluation."""
     with duckdb.connect(database, read_only=True) as conn:
-        report = conn.execute("""SELECT model_id, baseline_model_id, n_examples, r.metrics, verdict, test_set_version
-            FROM eval_reports r
-            JOIN fine_tuned_models m USING (model_id) WHERE r.baseline_model_id = m.base_model
-            ORDER BY r.created_at DESC LIMIT 1""").fetchone()
-        training = trainings(conn, list(report[:2])) if report else {}
+        reports = latest_reports(conn)
+        training = trainings(conn, [reports[0][0], reports[0][1]]) if reports else {}
         lines = [f"Flywheel database: {database}",
                  *(f"Under-trained: {m}: {reason}" for m, reason in under_trained(training).items()),
                  "", "Tables (query them with duckdb or any DuckDB client):"]
         for table in CONTRACT_TABLES:
             count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             lines.append(f"  {table:<20} {count:>8,} rows")
-        if report:
-            model_id, baseline_id, n, metrics, verdict, test_set = report
-            figures = json.loads(metrics)
-            lines += ["", f"Latest eval report ({n} real test traces never seen in training):",
-                      *reference_lines(figures, n),
-                      f"  {'':<{LABEL_WIDTH}}{'base':>10}{'fine-tuned':>12}{'McNemar p':>11}"]
-            for label, c in metric_rows(figures):
-                lines.append(f"  {label:<{LABEL_WIDTH}}" + (f"{'n/a':>10}{'n/a':>12}" if c is None else
-                             f"{100 * c['baseline']:>9.1f}%{100 * c['candidate']:>11.1f}%{c['p_value']:>11.2g}"))
-            lines += [f"  base {baseline_id}", f"  fine-tuned {model_id}: {verdict.replace('_', ' ')}",
-                      "  training (trained of planned):",
-                      *(f"    {role}: {t.figures}, data {t.data_version}; {t.state}"
-                        for role, t in (("base", training.get(baseline_id)), ("fine-tuned", training.get(model_id)))
-                        if t is not None),
-                      "  full report: SELECT report_markdown FROM eval_reports ORDER BY created_at DESC LIMIT 1"]
-            reports = sorted((Path(database).parent / "reports").glob(f"*.{test_set}.html"), key=lambda p: p.stat().st_mtime)
-            if reports:
-                lines.append(f"  HTML report with chart: {reports[-1]}")
+        if reports:
+            lines += report_lines(database, reports, training)
         promoted = current_promoted(conn)
-        lines += ["", f"Promoted model: {promoted.model_id} ({promoted.reason})" if promoted else "Promoted model: none yet"]
+        lines += ["", f"Promoted model (in use): {promoted.model_id}" if promoted else "Promoted model: none yet"]
     lines += ["", "Explore the asset graph, runs and reports in the Dagster UI: make dev  (http://127.0.0.1:3000)"]
     return "\n".join(lines)
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 
-from pipeline.engine.label.review import Review
+from pipeline.engine.label.review import Review, task_guide
 from pipeline.engine.tasks import load_task
 
 
@@ -16,8 +15,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--database", default=os.environ.get("FLYWHEEL_DUCKDB") or "data/flywheel.duckdb",
                         help="DuckDB file or md: string (default FLYWHEEL_DUCKDB or data/flywheel.duckdb)")
-    parser.add_argument("--annotator", default=os.environ.get("FLYWHEEL_ANNOTATOR") or getpass.getuser(),
-                        help="default annotator name (default FLYWHEEL_ANNOTATOR or the OS user)")
+    parser.add_argument("--annotator", default=os.environ.get("FLYWHEEL_ANNOTATOR") or "",
+                        help="the name a browser that remembers none starts with (default FLYWHEEL_ANNOTATOR, "
+                             "else none: each person enters theirs once)")
+    parser.add_argument("--user-header", default=os.environ.get("FLYWHEEL_USER_HEADER", "X-Forwarded-User"),
+                        help="request header a proxy in front of the app names the signed-in person in; it "
+                             "overrides the name field (default FLYWHEEL_USER_HEADER or X-Forwarded-User; '' trusts none)")
     parser.add_argument("--task", default=os.environ.get("FLYWHEEL_TASK") or "nl2query",
                         help="task: a built-in name, a module path or a task file (default FLYWHEEL_TASK or nl2query)")
     parser.add_argument("--outbox", default="data/annotations/incoming",
@@ -33,11 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.annotate.app import create_app, start_flusher
 
     args = parse_args(argv)
-    review = Review(args.database, args.outbox, load_task(args.task), busy_seconds=args.busy_seconds)
+    task = load_task(args.task)
+    review = Review(args.database, args.outbox, task, busy_seconds=args.busy_seconds,
+                    guide=task_guide(task, args.task))
     start_flusher(review)
     print(f"annotation app on http://{args.host}:{args.port} (database {args.database}, outbox {args.outbox})",
           flush=True)
-    run_app(create_app(review, args.annotator), host=args.host, port=args.port, dev_mode=False)
+    run_app(create_app(review, args.annotator, args.user_header or None), host=args.host, port=args.port, dev_mode=False)
 
 
 if __name__ == "__main__":

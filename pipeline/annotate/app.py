@@ -1,6 +1,10 @@
-"""The annotation app (Shiny for Python): a review queue, one trace at a time, and a decision form
-with a live-validated correction. All data work is :mod:`pipeline.engine.label.review`; this module is
-layout and session state only."""
+"""The annotation app (Shiny for Python): a review queue, one trace at a time beside its decision
+form (a correction validated and diffed live), the task's failure modes and guidelines. All data
+work is :mod:`pipeline.engine.label.review`; this module is layout and session state only.
+
+Who decides: the name a proxy puts in a header (``user_header``, X-Forwarded-User by default),
+else the name typed in the sidebar (remembered in the browser). A save without one is refused.
+"""
 
 from __future__ import annotations
 
@@ -20,20 +24,35 @@ from shiny import App, reactive, render, ui
 from pipeline.annotate import views
 from pipeline.engine.label.heal import failed_checks
 from pipeline.engine.label.review import (
-    DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, QueueFilter, Review, ReviewError,
-    make_decision, new_annotation_id,
+    DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, Guide, QueueFilter, Review, ReviewError,
+    editable_output, make_decision, new_annotation_id, output_diff, same_decision, same_output,
 )
 from pipeline.engine.tasks import Task, hooks
 
 log = logging.getLogger(__name__)
 QUEUE_SIZE = 500
+#: The header a proxy in front of the app names the signed-in person in (``--user-header``).
+PROXY_HEADER = "X-Forwarded-User"
+NO_NAME = ("Not saved: say who you are first. Enter your name under \"Your name\" in the sidebar "
+           "(this browser remembers it); decisions are recorded under it.")
 SHORTCUTS = ("g good · b bad · Ctrl+Enter or s save · n/j next · p/k previous · u undo · "
              "e edit correction · c critique · Esc leave a field")
 STYLE = """
 .trace-input dt { font-weight: 600; } .trace-input dd { margin-left: 1em; white-space: pre-wrap; }
 .fact { margin-right: 1.2em; } pre.output { background: #f6f8fa; padding: .6em; white-space: pre-wrap; max-height: 22em; overflow: auto; }
 .notice-saved { color: #146c2e; } .notice-queued { color: #8a5a00; } .notice-error { color: #b02a37; }
-.correction textarea { font-family: monospace; }
+.correction textarea { font-family: monospace; font-size: .85em; }
+.review-columns { align-items: start; }
+/* the form stays in view while a long trace scrolls by (the grid cell holding it sticks) */
+.review-columns > :has(> .form-column) { position: sticky; top: 0; align-self: start; }
+.form-column { max-height: calc(100vh - 5rem); overflow-y: auto; }
+.form-column .card-body { padding: .6rem .9rem; } .form-column .form-group { margin-bottom: .4rem; }
+pre.diff { background: #f6f8fa; padding: .4em; font-size: .8em; max-height: 16em; overflow: auto; margin: 0; }
+.diff-added { background: #dafbe1; display: block; } .diff-removed { background: #ffebe9; display: block; }
+.diff-hunk { color: #6e7781; display: block; } .diff-same { display: block; }
+.mode-definition { font-size: .85em; margin: -.8em 0 .4em; } #notice { margin-bottom: .4em; }
+.failure-modes dt { font-weight: normal; } .failure-modes dd { font-size: .9em; margin-left: 1em; }
+.guidelines { font-size: .9em; } .guidelines h1 { font-size: 1.15rem; } .guidelines h2 { font-size: 1rem; margin-top: .8em; }
 """
 
 
@@ -46,7 +65,8 @@ def _options(review: Review) -> dict[str, list[str]]:
         return review.options()
     except DatabaseBusy:
         checks = list(review.task.check_names)
-        return {"sources": [], "checks": checks, "failure_modes": checks}
+        return {"sources": [], "checks": checks,
+                "failure_modes": list(dict.fromkeys(checks + [m.name for m in review.guide.failure_modes]))}
 
 
 def _row(raw: dict[str, Any], task: Task) -> dict[str, Any]:
@@ -55,9 +75,24 @@ def _row(raw: dict[str, Any], task: Task) -> dict[str, Any]:
     return {**raw, "input": input, "summary": hooks.display_text(task, input)}
 
 
-def _sidebar(options: dict[str, list[str]], annotator: str):
+def proxy_user(headers: Any, header: str | None) -> str:
+    """The person a proxy names in ``header`` of a request ('' when there is none, or no header
+    is trusted)."""
+    return (headers.get(header) or "").strip() if header else ""
+
+
+def _identity(proxied: str, header: str | None, default: str):
+    if proxied:
+        return ui.div(ui.tags.b("Annotator: "), ui.tags.span(proxied, id="annotator-name"), ui.br(),
+                      ui.tags.small(f"signed in by the proxy ({header})", class_="text-muted"),
+                      id="identity", class_="mb-2")
+    return ui.input_text("annotator", "Your name (remembered in this browser)", value=default,
+                         placeholder="who is deciding?")
+
+
+def _sidebar(options: dict[str, list[str]], identity):
     return ui.sidebar(
-        ui.input_text("annotator", "Annotator", value=annotator),
+        identity,
         ui.input_select("f_mode", "Failure mode", _any("any", options["failure_modes"])),
         ui.input_select("f_check", "Failing check", _any("any", options["checks"])),
         ui.input_select("f_source", "Source", _any("any", options["sources"])),
@@ -73,13 +108,26 @@ def _sidebar(options: dict[str, list[str]], annotator: str):
     )
 
 
-def _form(shown: dict[str, Any], modes: list[str]) -> ui.Tag:
-    """The decision form of one trace view; its inputs are named after the view's key."""
+def _guide(guide: Guide):
+    """The task's failure modes and the team's guidelines, folded away until opened."""
+    panels = [ui.accordion_panel(f"Failure modes ({len(guide.failure_modes)})",
+                                 views.failure_modes(guide.failure_modes), value="modes")]
+    if guide.guidelines:
+        panels.insert(0, ui.accordion_panel("Team guidelines", views.guidelines(guide.guidelines), value="guidelines"))
+    return ui.accordion(*panels, id="guide", open=False, class_="mt-2")
+
+
+def _form(shown: dict[str, Any], modes: list[str], task: Task) -> ui.Tag:
+    """The decision form of one trace view; its inputs are named after the view's key. It shows
+    the person's own current decision when they have one (``prefill``)."""
     key, row, prefill = shown["key"], shown["row"], shown["prefill"]
     failing = [f["check_name"] for f in row["failed"] or []]
     mode = prefill.get("failure_mode") or (failing[0] if failing else "")
     known = mode in modes or not mode
+    correction = (editable_output(task, row["input"], prefill["correction"]) if prefill.get("correction")
+                  else shown["baseline"])
     return ui.div(
+        views.my_decision(shown["mine"]),
         ui.input_radio_buttons(f"label_{key}", "Decision", {"good": "Good (g)", "bad": "Bad (b)"},
                                selected=prefill.get("label", ""), inline=True),
         ui.layout_columns(
@@ -87,36 +135,48 @@ def _form(shown: dict[str, Any], modes: list[str]) -> ui.Tag:
                             selected=mode if known else ""),
             ui.input_text(f"newmode_{key}", "or a new failure mode", value="" if known else mode),
         ),
-        ui.input_text_area(f"critique_{key}", "Critique", value=prefill.get("critique") or "", rows=3, width="100%"),
+        ui.output_ui("mode_definition"),
+        ui.input_text_area(f"critique_{key}", "Critique", value=prefill.get("critique") or "", rows=2, width="100%"),
         ui.input_text_area(f"correction_{key}", "Corrected output (edit to correct; validated as you type)",
-                           value=prefill.get("correction") or row["output"] or "", rows=8, width="100%",
-                           resize="vertical").add_class("correction"),
-        ui.output_ui("correction_status"),
+                           value=correction, rows=10, width="100%", resize="vertical").add_class("correction"),
+        ui.div(ui.output_ui("correction_status"),
+               ui.tags.button("Reset to the output", type="button", class_="btn btn-link btn-sm p-0 ms-2 text-nowrap",
+                              data_reset="correction", title="put the model's output back in the correction box"),
+               class_="d-flex justify-content-between align-items-start"),
+        ui.output_ui("identity_warning"),
         ui.div(
-            ui.tags.button("Save (Ctrl+Enter)", type="button", class_="btn btn-primary me-2", data_action="save"),
-            ui.tags.button("Skip (n)", type="button", class_="btn btn-outline-secondary me-2", data_action="next"),
-            ui.tags.button("Back (p)", type="button", class_="btn btn-outline-secondary me-2", data_action="previous"),
-            ui.tags.button("Undo last (u)", type="button", class_="btn btn-outline-warning", data_action="undo"),
-            class_="mt-2"),
-        data_form_key=str(key), id="decision-form",
+            ui.tags.button("Save (Ctrl+Enter)", type="button", class_="btn btn-sm btn-primary me-2", data_action="save"),
+            ui.tags.button("Skip (n)", type="button", class_="btn btn-sm btn-outline-secondary me-2", data_action="next"),
+            ui.tags.button("Back (p)", type="button", class_="btn btn-sm btn-outline-secondary me-2", data_action="previous"),
+            ui.tags.button("Undo (u)", type="button", class_="btn btn-sm btn-outline-warning", data_action="undo",
+                           title="undo the last decision saved in this session"),
+            class_="my-2 text-nowrap"),
+        ui.tags.small("Changes against the model's output (normalised):", class_="text-muted"),
+        ui.output_ui("correction_diff"),
+        data_form_key=str(key), data_baseline=shown["baseline"], id="decision-form",
     )
 
 
-def create_app(review: Review, annotator: str) -> App:
-    """The app over ``review`` (one per process; each browser session has its own state)."""
+def create_app(review: Review, default_annotator: str = "", user_header: str | None = PROXY_HEADER) -> App:
+    """The app over ``review`` (one per process; each browser session has its own state).
+    ``default_annotator`` fills the name field of a browser that remembers none; ``user_header``
+    is the request header a proxy names the person in (None: trust no header)."""
     options = _options(review)
-    app_ui = ui.page_sidebar(
-        _sidebar(options, annotator),
-        ui.output_ui("status"),
-        ui.output_ui("trace"),
-        ui.output_ui("form"),
-        ui.output_ui("notice_box"),
-        ui.card(ui.card_header("Next in the queue"), ui.output_ui("upcoming")),
-        ui.head_content(ui.tags.style(STYLE),
-                        ui.tags.script(HTML((Path(__file__).parent / "shortcuts.js").read_text("utf-8")))),
-        title="Flywheel: review traces",
-    )
-    task = review.task
+    task, guide = review.task, review.guide
+    head = ui.head_content(ui.tags.style(STYLE),
+                           ui.tags.script(HTML((Path(__file__).parent / "shortcuts.js").read_text("utf-8"))))
+
+    def app_ui(request):
+        return ui.page_sidebar(
+            _sidebar(options, _identity(proxy_user(request.headers, user_header), user_header, default_annotator)),
+            ui.output_ui("status"),
+            ui.layout_columns(
+                ui.div(ui.output_ui("trace"), ui.card(ui.card_header("Next in the queue"), ui.output_ui("upcoming"))),
+                ui.div(ui.output_ui("notice_box"), ui.output_ui("form"), _guide(guide), class_="form-column"),
+                col_widths=(7, 5), class_="review-columns"),
+            head,
+            title="Flywheel: review traces",
+        )
 
     def server(input, output, session):
         queue: reactive.Value[list[dict[str, Any]]] = reactive.value([])
@@ -130,9 +190,10 @@ def create_app(review: Review, annotator: str) -> App:
         decided_here = reactive.value(0)
         history: list[tuple[Decision, dict[str, Any]]] = []
         keys = itertools.count(1)
+        proxied = proxy_user(session.http_conn.headers, user_header)
 
         def me() -> str:
-            return (input.annotator() or "").strip()
+            return proxied or (input.annotator() or "").strip()
 
         async def refresh_progress():
             try:
@@ -140,21 +201,31 @@ def create_app(review: Review, annotator: str) -> App:
             except DatabaseBusy:
                 pass
 
+        async def read_decisions(trace_id: str):
+            try:
+                return await asyncio.to_thread(review.decisions_for, trace_id)
+            except DatabaseBusy:
+                return None
+
         async def show(index: int, prefill: Decision | None = None):
+            """Show the trace at ``index`` from its top, the form holding ``prefill`` or else my
+            current decision on it."""
             rows = queue.get()
             index = max(0, min(index, len(rows)))
             position.set(index)
+            await session.send_custom_message("flywheel-scroll-top", {})
             if index == len(rows):
                 shown.set(None)
                 return
             row = rows[index]
+            found = await read_decisions(row["trace_id"])
+            who = me()
+            mine = review.current_decision(row["trace_id"], who, found) if who else None
+            current_decisions.set(found.to_dicts() if found is not None else None)
+            source = prefill or mine
             shown.set({"row": row, "annotation_id": new_annotation_id(), "key": next(keys),
-                       "prefill": asdict(prefill) if prefill else {}})
-            try:
-                found = await asyncio.to_thread(review.decisions_for, row["trace_id"])
-                current_decisions.set(found.to_dicts())
-            except DatabaseBusy:
-                current_decisions.set(None)
+                       "baseline": editable_output(task, row["input"], row["output"]), "mine": mine,
+                       "prefill": asdict(source) if source else {}})
 
         async def load():
             dates = input.f_dates() if input.f_use_dates() else (None, None)
@@ -181,17 +252,29 @@ def create_app(review: Review, annotator: str) -> App:
 
         async def save(fields: dict[str, Any]):
             view = shown.get()
-            row = view["row"]
+            row, who = view["row"], me()
+            if not who:
+                notice.set(("error", NO_NAME))
+                return
             correction = fields.get("correction") or ""
-            edited = correction.strip() != (row["output"] or "").strip()
+            edited = bool(correction.strip()) and not same_output(task, row["input"], correction, row["output"])
+            # the decision to supersede is my current one now (another tab of mine may have saved)
+            found = await read_decisions(row["trace_id"])
+            candidates = [d for d in (review.current_decision(row["trace_id"], who, found), view["mine"])
+                          if d is not None and d.annotator == who]
+            previous = max(candidates, key=lambda d: (d.annotated_at, d.annotation_id)) if candidates else None
             try:
                 decision = make_decision(
                     task, row["input"], annotation_id=view["annotation_id"], trace_id=row["trace_id"],
-                    label=fields.get("label") or "", annotator=me(),
+                    label=fields.get("label") or "", annotator=who,
                     failure_mode=(fields.get("newmode") or "").strip() or fields.get("mode"),
-                    correction=correction if edited else None, critique=fields.get("critique"))
+                    correction=correction if edited else None, critique=fields.get("critique"), previous=previous)
             except ReviewError as exc:
                 notice.set(("error", f"Not saved: {exc}"))
+                return
+            if previous is not None and same_decision(task, row["input"], previous, decision):
+                notice.set(("saved", f"{row['trace_id']}: unchanged: your decision stays as it was"))
+                await show(position.get() + 1)
                 return
             try:
                 status = await asyncio.to_thread(review.save, decision)
@@ -202,7 +285,8 @@ def create_app(review: Review, annotator: str) -> App:
                 history.append((decision, row))
                 decided_here.set(decided_here.get() + 1)
             kind = "queued" if status == QUEUED else "saved"
-            notice.set((kind, f"{row['trace_id']}: {decision.label}: {status}"))
+            edit = ", replacing your earlier decision" if decision.supersedes else ""
+            notice.set((kind, f"{row['trace_id']}: {decision.label}: {status}{edit}"))
             await show(position.get() + 1)
             await refresh_progress()
 
@@ -255,7 +339,7 @@ def create_app(review: Review, annotator: str) -> App:
             if counts:
                 parts.append(f"{counts['decided']} of {counts['traces']} traces decided ({counts['mine']} by you)")
             return ui.div(
-                ui.p(" · ".join(parts), id="progress"),
+                ui.p(" · ".join(parts), id="progress", class_="mb-2"),
                 (ui.div(read_notice.get(), class_="alert alert-warning", id="read-notice")
                  if read_notice.get() else None))
 
@@ -290,18 +374,39 @@ def create_app(review: Review, annotator: str) -> App:
         @render.ui
         def form():
             view = shown.get()
-            return ui.card(_form(view, modes.get())) if view else None
+            return ui.card(_form(view, modes.get(), task)) if view else None
+
+        def field(prefix: str) -> str | None:
+            """The current value of the shown form's input ``prefix``_key, None before it exists."""
+            view = shown.get()
+            name = f"{prefix}_{view['key']}" if view else None
+            return input[name]() if name is not None and name in input else None
+
+        @render.ui
+        def mode_definition():
+            new, chosen = field("newmode"), field("mode")
+            return views.mode_definition((new or "").strip() or chosen or "", guide)
+
+        @render.ui
+        def identity_warning():
+            return None if me() else ui.div(
+                "Enter your name in the sidebar before saving: decisions are recorded under it.",
+                class_="alert alert-warning py-1 px-2 mb-1 no-identity")
 
         @render.ui
         def correction_status():
-            view = shown.get()
-            name = f"correction_{view['key']}" if view else None
-            if view is None or name not in input:
+            text = field("correction")
+            if text is None:
                 return None
-            text, original = input[name]() or "", view["row"]["output"] or ""
-            edited = text.strip() != original.strip()
-            failures = failed_checks(task, view["row"]["input"], text) if edited and text.strip() else []
-            return views.correction_status(edited and bool(text.strip()), failures, len(task.check_names))
+            row = shown.get()["row"]
+            edited = bool(text.strip()) and not same_output(task, row["input"], text, row["output"])
+            failures = failed_checks(task, row["input"], text) if edited else []
+            return views.correction_status(edited, failures, len(task.check_names))
+
+        @render.ui
+        def correction_diff():
+            text = field("correction")
+            return None if text is None else views.diff(output_diff(shown.get()["baseline"], text))
 
         @render.ui
         def upcoming():

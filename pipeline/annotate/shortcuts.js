@@ -1,7 +1,10 @@
 // Action buttons and keyboard shortcuts of the annotation app. Every action goes to the server as
 // one `action` input: {action, key, fields, nonce}. `key` names the form (trace view) it belongs to,
 // so a doubled or stale action is recognised; `fields` are the form's values as shown right now.
+// Also: the annotator's name is remembered in this browser, and each new trace is shown from its top.
 (function () {
+  const NAME_KEY = "flywheel.annotator";
+
   function form() { return document.querySelector("[data-form-key]"); }
 
   function value(root, selector) {
@@ -32,9 +35,24 @@
     if (el) el.focus();
   }
 
+  function resetCorrection() {
+    const root = form();
+    const box = root && root.querySelector("textarea[id^='correction_']");
+    if (!box) return;
+    box.value = root.dataset.baseline;
+    box.dispatchEvent(new Event("change", {bubbles: true}));
+  }
+
   function typing(el) {
     return el && (el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
                   (el.tagName === "INPUT" && el.type !== "radio" && el.type !== "checkbox"));
+  }
+
+  // Every scrolling box holding the trace back at its top (the page and bslib's main area).
+  function toTop() {
+    for (let el = document.getElementById("trace"); el; el = el.parentElement) el.scrollTop = 0;
+    document.querySelectorAll(".form-column").forEach((el) => { el.scrollTop = 0; });
+    window.scrollTo(0, 0);
   }
 
   const keys = {
@@ -45,7 +63,8 @@
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-action]");
-    if (button) { event.preventDefault(); send(button.dataset.action); }
+    if (button) { event.preventDefault(); send(button.dataset.action); return; }
+    if (event.target.closest("[data-reset]")) { event.preventDefault(); resetCorrection(); }
   });
 
   document.addEventListener("keydown", (event) => {
@@ -54,5 +73,24 @@
     if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
     const run = keys[event.key];
     if (run) { event.preventDefault(); run(); }
+  });
+
+  // The name field starts with the name this browser remembers (before Shiny reads the inputs)
+  // and remembers every change.
+  document.addEventListener("DOMContentLoaded", () => {
+    const name = document.getElementById("annotator");
+    if (name) {
+      const saved = window.localStorage.getItem(NAME_KEY);
+      if (saved) name.value = saved;
+      const remember = () => window.localStorage.setItem(NAME_KEY, name.value.trim());
+      name.addEventListener("input", remember);
+      name.addEventListener("change", remember);
+    }
+    let pendingTop = false;
+    Shiny.addCustomMessageHandler("flywheel-scroll-top", (message) => { pendingTop = true; toTop(); });
+    // once the new trace is in the page too (it may arrive after the message)
+    window.jQuery(document).on("shiny:value", (event) => {
+      if (pendingTop && event.name === "trace") { pendingTop = false; setTimeout(toTop, 0); }
+    });
   });
 })();

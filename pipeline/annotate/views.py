@@ -7,9 +7,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from htmltools import Tag, TagList, tags
+from htmltools import HTML, Tag, TagList, tags
+from markdown_it import MarkdownIt
 
+from pipeline.engine.label.review import Decision, FailureMode, Guide
 from pipeline.engine.tasks import CheckResult
+
+#: Markdown for the team's guidelines: CommonMark with tables, raw HTML in the file shown as text.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def readable(output: str | None) -> str:
@@ -65,15 +70,31 @@ def judge(critique: str | None, outcome: str | None) -> Tag:
 
 
 def decisions(rows: list[dict[str, Any]], known_ids: set[str], annotator: str) -> TagList:
-    """Decisions already on the trace; those by someone else since the queue loaded are flagged."""
-    if not rows:
+    """Each annotator's current decision on the trace (rows of ``Review.decisions_for``, history
+    included), with how many earlier versions it replaced; a decision by someone else made since
+    the queue loaded is flagged."""
+    current = [r for r in rows if r["current"]]
+    if not current:
         return TagList(tags.p("No decisions yet.", class_="decisions-none"))
-    new = [r for r in rows if r["annotation_id"] not in known_ids and r["annotator"] != annotator]
+    new = [r for r in current if r["annotation_id"] not in known_ids and r["annotator"] != annotator]
     banner = (tags.div(f"Decided by {', '.join(sorted({r['annotator'] for r in new}))} since your queue loaded.",
                        class_="alert alert-warning decided-elsewhere") if new else None)
+    versions = {r["annotator"]: sum(1 for x in rows if x["annotator"] == r["annotator"]) for r in current}
     return TagList(banner, tags.ul(*[
-        tags.li(f"{r['annotator']}: {r['label']}" + (f" ({r['failure_mode']})" if r["failure_mode"] else "")
-                + f", {_when(r['annotated_at'])}") for r in rows], class_="decisions"))
+        tags.li(f"{r['annotator']}" + (" (you)" if r["annotator"] == annotator else "") + f": {r['label']}"
+                + (f" ({r['failure_mode']})" if r["failure_mode"] else "") + f", {_when(r['annotated_at'])}"
+                + (f", edited: {versions[r['annotator']] - 1} earlier version(s) kept"
+                   if versions[r["annotator"]] > 1 else "")) for r in current], class_="decisions"))
+
+
+def my_decision(decision: Decision | None) -> Tag | None:
+    """The note over the form when it shows the person's own current decision on the trace."""
+    if decision is None:
+        return None
+    return tags.div(f"Your decision of {_when(decision.annotated_at)}: {decision.label}"
+                    + (f" ({decision.failure_mode})" if decision.failure_mode else "")
+                    + ". Saving replaces it; the earlier one stays in the history.",
+                    class_="alert alert-info py-1 px-2 mb-2 my-decision")
 
 
 def _when(value: Any) -> str:
@@ -90,6 +111,44 @@ def correction_status(edited: bool, failures: list[CheckResult], n_checks: int) 
     return tags.div(tags.b("Correction fails assertions; it cannot be saved until they pass:"),
                     tags.ul(*[tags.li(tags.code(f.check_name), ": ", f.detail) for f in failures]),
                     class_="correction-invalid text-danger")
+
+
+def diff(lines: list[tuple[str, str]]) -> Tag:
+    """A correction's line diff against the output (``review.output_diff``), line by line."""
+    if not lines:
+        return tags.p("No changes against the model's output.", class_="diff-none text-muted")
+    marks = {"hunk": "", "removed": "- ", "added": "+ ", "same": "  "}
+    return tags.pre(*[tags.span(marks[kind] + text + "\n", class_=f"diff-{kind}") for kind, text in lines],
+                    class_="diff", id="correction-diff")
+
+
+def mode_definition(mode: str, guide: Guide) -> Tag | None:
+    """The definition of the failure mode chosen in the form, or how to describe a new one."""
+    if not mode:
+        return None
+    found = next((m for m in guide.failure_modes if m.name == mode), None)
+    if found is None:
+        return tags.p("A mode not in the task's list: describe it in the critique.",
+                      class_="mode-definition text-muted")
+    return tags.p(tags.code(found.name), ": ", found.definition or "(the task gives no definition)",
+                  class_="mode-definition text-muted")
+
+
+def failure_modes(modes: tuple[FailureMode, ...]) -> Tag:
+    """The task's failure modes with their definitions: the assertions, then those only people see."""
+    sections = []
+    for kind, title in (("assertion", "Checked by the assertions"), ("people", "Only a person can tell")):
+        chosen = [m for m in modes if m.detected_by == kind]
+        if chosen:
+            sections += [tags.h6(title), tags.dl(*[part for m in chosen for part in (
+                tags.dt(tags.code(m.name)), tags.dd(m.definition, class_="mb-1") if m.definition else None)],
+                class_="failure-modes")]
+    return tags.div(*sections, id="failure-modes")
+
+
+def guidelines(markdown: str) -> Tag:
+    """The team's guidelines (markdown; any HTML in it is shown as text)."""
+    return tags.div(HTML(_MARKDOWN.render(markdown)), id="guidelines", class_="guidelines")
 
 
 def upcoming(rows: list[dict[str, Any]], position: int, n: int = 8) -> Tag:

@@ -1,5 +1,7 @@
-"""The analysts' views (migration 6) on a small database whose answers are known."""
+"""The analysts' views (migrations 6 and 11) on a small database whose answers are known."""
 
+import json
+from contextlib import closing
 from datetime import date, datetime, timezone
 
 import duckdb
@@ -8,6 +10,10 @@ import pytest
 
 from pipeline.engine.core import store
 from pipeline.engine.evaluate.candidates import RESULTS_KEY
+from pipeline.engine.ingest.display import store_display_texts
+from pipeline.engine.tasks import load_task
+
+TASK = load_task("nl2query")
 
 
 @pytest.fixture
@@ -36,10 +42,30 @@ def test_failure_rate_per_failure_mode_per_utc_day(conn):
     ]
 
 
-def test_top_failing_inputs(conn):
-    rows = conn.execute("SELECT input, traces, failing_traces, failure_rate, failure_modes FROM top_failing_inputs").fetchall()
-    assert rows == [('{"q": "A"}', 2, 2, 1.0, ["bad_operator", "unknown_column"]),
-                    ('{"q": "B"}', 1, 1, 1.0, ["bad_operator"])]
+def test_top_failing_inputs_without_a_display_text_groups_by_the_input(conn):
+    rows = conn.execute("SELECT input_text, traces, failing_traces, failure_rate, failure_modes, distinct_inputs "
+                        "FROM top_failing_inputs").fetchall()
+    assert rows == [('{"q": "A"}', 2, 2, 1.0, ["bad_operator", "unknown_column"], 1),
+                    ('{"q": "B"}', 1, 1, 1.0, ["bad_operator"], 1)]
+
+
+def test_top_failing_inputs_groups_by_the_tasks_normalised_display_text(tmp_path):
+    """The same question over different columns, spelled with other capitals and spaces, is one
+    input: the task's display text (the question) lower-cased with white space collapsed."""
+    with closing(store.connect(str(tmp_path / "flywheel.duckdb"))) as conn:
+        questions = [("t1", "Count errors by service", ["a"]), ("t2", "count  errors by SERVICE ", ["a", "b"]),
+                     ("t3", "Count errors by service", ["c"]), ("t4", "p95 latency", ["a"]),
+                     ("t5", "p95 latency", ["b"])]
+        conn.executemany("""INSERT INTO raw_traces (trace_id, source, task, ts, input, content_hash, ingested_at)
+            VALUES (?, 'f', 'nl2query', '2026-11-01 09:00:00+00', ?, ?, now())""",
+                         [(t, json.dumps({"question": q, "columns": c, "dataset": "d"}), t) for t, q, c in questions])
+        conn.execute("""INSERT INTO labelled_failures (trace_id, failure_mode, label_source) VALUES
+            ('t1', 'unknown_column', 'assertion'), ('t2', 'unknown_column', 'human'), ('t4', 'bad_operator', 'judge')""")
+        assert store_display_texts(conn, TASK) == 5 and store_display_texts(conn, TASK) == 0  # each trace once
+        rows = conn.execute("SELECT task, input_text, traces, failing_traces, failure_rate, failure_modes, "
+                            "distinct_inputs FROM top_failing_inputs").fetchall()
+    assert rows == [("nl2query", "Count errors by service", 3, 2, pytest.approx(2 / 3), ["unknown_column"], 3),
+                    ("nl2query", "p95 latency", 2, 1, 0.5, ["bad_operator"], 2)]
 
 
 def test_model_leaderboard_ranks_the_models_of_each_reported_test_set(conn):

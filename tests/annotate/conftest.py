@@ -15,6 +15,8 @@ import pytest
 from tests.annotate.seed import HOSTILE, seed_database
 
 REPO = Path(__file__).resolve().parents[2]
+#: The app's environment: no default annotator and the default proxy header, whatever this shell sets.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("FLYWHEEL_ANNOTATOR", "FLYWHEEL_USER_HEADER")}
 
 
 def _free_port() -> int:
@@ -45,19 +47,20 @@ def app(tmp_path_factory):
     folder = tmp_path_factory.mktemp("annotate")
     database = seed_database(folder / "flywheel.duckdb")
     with duckdb.connect(database) as conn:  # a failure mode someone typed is untrusted too
-        conn.execute("INSERT INTO annotations VALUES ('ann_zed', 't_good', 'bad', ?, NULL, NULL, 'zed', "
-                     "TIMESTAMPTZ '2026-10-07 00:00:00+00', 'app')", [HOSTILE])
+        conn.execute("INSERT INTO annotations (annotation_id, trace_id, label, failure_mode, annotator, annotated_at, "
+                     "source) VALUES ('ann_zed', 't_good', 'bad', ?, 'zed', TIMESTAMPTZ '2026-10-07 00:00:00+00', 'app')",
+                     [HOSTILE])
     with open(folder / "app.log", "wb") as log:
-        yield from _serve(database, folder, log)
+        yield from serve(database, folder, log)
 
 
-def _serve(database: str, folder: Path, log):
+def serve(database: str, folder: Path, log):
     """Start the app on a free port, yield it once it answers, stop it by its pid."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pipeline.annotate", "--database", database, "--outbox", str(folder / "incoming"),
-         "--port", str(port), "--annotator", "ana", "--busy-seconds", "0.5"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+         "--port", str(port), "--busy-seconds", "0.5"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**CLEAN_ENV, "PYTHONPATH": str(REPO)})
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 30

@@ -27,15 +27,17 @@ TRACES = {
 }
 
 
-def seed_database(path) -> str:
-    """Create ``path`` with TRACES and their assertion results; returns it as a string."""
+def seed_database(path, traces: dict | None = None, columns: dict[str, list[str]] | None = None) -> str:
+    """Create ``path`` with ``traces`` (default TRACES; each trace's columns COLUMNS unless
+    ``columns`` names others for it) and their assertion results; returns it as a string."""
+    columns = columns or {}
     rows = [{"trace_id": tid, "source": source, "task": "nl2query",
              "ts": datetime(2026, 10, day, 12, tzinfo=timezone.utc),
-             "input": json.dumps({"question": question, "columns": COLUMNS}), "output": output,
+             "input": json.dumps({"question": question, "columns": columns.get(tid, COLUMNS)}), "output": output,
              "model": "m", "latency_ms": float(latency), "error": None,
              "metadata": json.dumps({"user_feedback": feedback}), "content_hash": tid,
              "ingested_at": datetime(2026, 10, 6, tzinfo=timezone.utc)}
-            for tid, (source, day, question, output, latency, feedback) in TRACES.items()]
+            for tid, (source, day, question, output, latency, feedback) in (traces or TRACES).items()]
     frame = pl.DataFrame(rows)
     conn = store.connect(str(path))
     try:

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from tests.annotate.seed import GOOD, HOSTILE, TASK, held_database
+from pipeline.engine.label.review import editable_output
+from tests.annotate.seed import COLUMNS, GOOD, HOSTILE, TASK, held_database
 from tests.browser import browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -63,10 +64,10 @@ def test_filter_label_bad_with_correction_and_undo(page, app):
                     "WHERE trace_id = 't_column'")
     assert rows == [("bad", "unknown_column", GOOD, "latency is not a column; duration_ms is", "ana", "app")]
 
-    page.keyboard.press("u")  # undo: the row goes and the form comes back as it was
+    page.keyboard.press("u")  # undo: the row goes and the form comes back as it was (the correction indented)
     expect(page.locator("#notice")).to_contain_text("undone")
     on_trace(page, "t_column")
-    expect(page.locator(CORRECTION)).to_have_value(GOOD)
+    expect(page.locator(CORRECTION)).to_have_value(editable_output(TASK, {"columns": COLUMNS}, GOOD))
     assert app.rows("SELECT count(*) FROM annotations WHERE trace_id = 't_column'") == [(0,)]
     page.click("[data-action=save]")
     expect(page.locator("#notice")).to_contain_text("t_column: bad: saved")

@@ -1,19 +1,24 @@
 """The review engine: queue filters and orderings, validated decisions, saves that survive a busy
-database and concurrent annotators, and undo."""
+database and concurrent annotators, undo, edits that supersede a person's earlier decision, the
+canonical form and diff of a correction, and the task's guide."""
 
 import json
 import threading
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
+import polars as pl
 import pytest
 
 from pipeline.engine.core import store
-from pipeline.engine.label.annotations import read_annotation_files
+from pipeline.engine.ingest.records import RecordError
+from pipeline.engine.label.annotations import labelled_failures, read_annotation_files, validate_annotation
 from pipeline.engine.label.review import (
-    DUPLICATE, QUEUED, SAVED, QueueFilter, Review, ReviewError, make_decision, new_annotation_id,
+    DUPLICATE, QUEUED, SAVED, FailureMode, QueueFilter, Review, ReviewError, editable_output, make_decision,
+    new_annotation_id, output_diff, same_decision, same_output, task_guide,
 )
+from pipeline.engine.tasks import load_task
 from tests.annotate.seed import COLUMNS, GOOD, TASK, UNKNOWN_COLUMN, held_database, seed_database
 
 INPUT = {"question": "q", "columns": COLUMNS}
@@ -204,3 +209,124 @@ def test_a_foreign_outbox_file_does_not_block_the_others(review):
         assert review.save(decision) == QUEUED
     assert review.flush() == 1
     assert [f.name for f in review.outbox.folder.iterdir()] == ["app-broken.jsonl"]
+
+
+def stored_annotations(review):
+    with duckdb.connect(review.database) as conn:
+        return store.read(conn, "SELECT * FROM annotations"), store.read(
+            conn, "SELECT trace_id, check_name, passed, detail FROM trace_evaluations")
+
+
+def test_an_edit_supersedes_my_decision_and_the_history_stays(review):
+    first = decide(failure_mode="wrong_breakdown", critique="grouped wrong")
+    assert review.save(first) == SAVED
+    assert review.current_decision("t_column", "ana", review.decisions_for("t_column")) == first
+    people, evaluations = stored_annotations(review)
+    assert "wrong_breakdown" in labelled_failures(evaluations, people)["failure_mode"].to_list()
+
+    # my edit is dated after what it replaces even when this clock is behind
+    edit = decide(label="good", correction=None, previous=first, now=first.annotated_at - timedelta(hours=1))
+    assert edit.supersedes == first.annotation_id and edit.annotated_at > first.annotated_at
+    assert decide(annotator="ben", previous=edit).supersedes is None  # only my own decision is replaced
+    assert review.save(edit) == SAVED
+    found = review.decisions_for("t_column")
+    assert found.select("annotation_id", "supersedes", "current").rows() == [
+        (first.annotation_id, None, False), (edit.annotation_id, first.annotation_id, True)]
+    assert review.current_decision("t_column", "ana", found) == edit
+    assert review.current_decision("t_column", "ben", found) is None
+
+    people, evaluations = stored_annotations(review)  # downstream, only the current decision counts
+    human = labelled_failures(evaluations, people).filter(pl.col("label_source") == "human")
+    assert human.is_empty()
+    assert review.queue(QueueFilter(status="all", failure_mode="wrong_breakdown")).is_empty()
+    queued = review.queue(QueueFilter(status="all", check="unknown_column")).row(0, named=True)
+    assert queued["decision_ids"] == [edit.annotation_id]
+
+
+def test_my_decision_waiting_in_the_outbox_is_my_current_one(review):
+    saved = decide()
+    review.save(saved)
+    with busy(review):
+        edit = decide(label="good", correction=None, previous=saved)
+        assert review.save(edit) == QUEUED
+        assert review.current_decision("t_column", "ana", None) == edit  # the table busy: the outbox
+    assert review.current_decision("t_column", "ana", review.decisions_for("t_column")) == edit
+    files = sorted(review.outbox.folder.iterdir())
+    batch = read_annotation_files(files, TASK, {"t_column": INPUT})  # the asset keeps the link too
+    assert batch.annotations["supersedes"].to_list() == [saved.annotation_id]
+    assert review.flush() == 1
+    assert [r[0] for r in rows(review)] == [saved.annotation_id, edit.annotation_id]
+
+
+def test_a_decision_file_record_may_name_what_it_supersedes():
+    record = {"trace_id": "t1", "label": "good", "annotator": "ana", "annotated_at": "2026-10-07T00:00:00+00:00"}
+    assert validate_annotation(record, TASK, {"t1": INPUT})["supersedes"] is None
+    assert validate_annotation({**record, "supersedes": "ann_1"}, TASK, {"t1": INPUT})["supersedes"] == "ann_1"
+    with pytest.raises(RecordError, match="supersedes"):
+        validate_annotation({**record, "supersedes": 3}, TASK, {"t1": INPUT})
+
+
+def test_one_canonical_indented_form_to_edit_and_equal_outputs():
+    fenced = '```json\n{"breakdowns": ["service.name"], "calculations": [{"column": "duration_ms", "op": "P95"}]}\n```'
+    canonical = editable_output(TASK, INPUT, GOOD)
+    assert canonical == json.dumps(json.loads(GOOD), indent=2)
+    assert editable_output(TASK, INPUT, fenced) == canonical  # key order and fences do not matter
+    assert editable_output(TASK, INPUT, canonical) == canonical
+    assert editable_output(TASK, INPUT, "  not json at all ") == "not json at all"
+    assert editable_output(TASK, INPUT, "[1, 2]") == "[\n  1,\n  2\n]"  # JSON the task does not parse
+    assert editable_output(TASK, INPUT, None) == ""
+    assert same_output(TASK, INPUT, fenced, GOOD) and same_output(TASK, INPUT, " x ", "x")
+    assert not same_output(TASK, INPUT, UNKNOWN_COLUMN, GOOD) and not same_output(TASK, INPUT, "", GOOD)
+    a = decide(correction=GOOD)
+    assert same_decision(TASK, INPUT, a, decide(correction=canonical))
+    assert not same_decision(TASK, INPUT, a, decide(correction=None))
+    assert not same_decision(TASK, INPUT, a, decide(correction=GOOD, critique="other"))
+
+
+def test_the_diff_of_a_correction_against_the_output():
+    before = editable_output(TASK, INPUT, UNKNOWN_COLUMN)
+    assert output_diff(before, before) == []
+    lines = output_diff(before, before.replace('"latency"', '"duration_ms"'))
+    assert lines[0][0] == "hunk"
+    assert [(k, t.strip()) for k, t in lines if k in ("removed", "added")] == [
+        ("removed", '"column": "latency"'), ("added", '"column": "duration_ms"')]
+    assert output_diff("a", "a\nb")[-1] == ("added", "b")
+
+
+def test_the_guide_of_a_task_defines_its_failure_modes(review):
+    guide = task_guide(TASK)
+    checks = [m for m in guide.failure_modes if m.detected_by == "assertion"]
+    assert [m.name for m in checks] == list(TASK.check_names) and all(m.definition for m in checks)
+    people = [m for m in guide.failure_modes if m.detected_by == "people"]
+    assert [m.name for m in people] == ["wrong_breakdown", "wrong_time_range", "wrong_calculation", "missing_filter"]
+    assert all(m.definition for m in people)
+    assert guide.guidelines.startswith("# Reviewing nl2query traces")
+    assert review.options()["failure_modes"][len(TASK.check_names):] == [m.name for m in people]
+
+
+def test_a_task_without_a_guide_shows_its_check_names_and_a_team_may_ship_its_own(tmp_path, monkeypatch):
+    sql = load_task("sql")
+    bare = task_guide(sql)
+    assert [m.name for m in bare.failure_modes] == list(sql.check_names)
+    assert all(m.definition is None for m in bare.failure_modes) and bare.guidelines is None
+    monkeypatch.setenv("FLYWHEEL_TASK_PROMPTS", str(tmp_path))
+    (tmp_path / "guidelines.md").write_text("# Ours\n")
+    (tmp_path / "failure_modes.json").write_text(json.dumps({sql.check_names[0]: "ours", "slow_query": "too slow"}))
+    ours = task_guide(sql)
+    assert ours.guidelines == "# Ours\n" and ours.failure_modes[0].definition == "ours"
+    assert ours.failure_modes[-1] == FailureMode("slow_query", "people", "too slow")
+    (tmp_path / "failure_modes.json").write_text('["a list"]')
+    with pytest.raises(ValueError, match="must map failure mode names to definitions"):
+        task_guide(sql)
+
+
+def test_migration_10_adds_supersedes_to_an_existing_database(tmp_path, monkeypatch):
+    path = str(tmp_path / "old.duckdb")
+    monkeypatch.setattr(store, "MIGRATIONS", [m for m in store.MIGRATIONS if m[0] < 10])
+    with store.connect(path) as conn:
+        conn.execute("INSERT INTO annotations (annotation_id, trace_id, label, annotator, annotated_at) "
+                     "VALUES ('ann_old', 't1', 'good', 'ana', now())")
+    monkeypatch.undo()
+    with store.connect(path) as conn:
+        assert conn.execute("SELECT annotation_id, supersedes FROM annotations").fetchall() == [("ann_old", None)]
+        assert 10 in {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}

@@ -2,6 +2,7 @@
 promotion gate on prepared eval results (no training needed)."""
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -61,29 +62,73 @@ def prepare(folder, n=60, candidate_fails=20, candidate_good=GOOD):
             store.upsert(conn, "eval_results", score(stored, out, TASK, model_id, latencies_ms=[5.0] * n), ["model_id"])
 
 
-def run_gate(folder, judge=None, config=None):
+def run_gate(folder, judge=None, config=None, logs=None):
+    """eval_report and promoted_model in one run; ``logs`` (a list) gets the run's log messages."""
     resources = {"duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")), "task": TaskResource(),
                  "judge": judge or JudgeResource(), "paths": FlywheelPaths(data_dir=str(folder)),
                  "fine_tuning": FineTuning(), "eval_serving": EvalServing()}
     with dg.instance_for_test() as instance:
-        return dg.materialize([eval_report, promoted_model], resources=resources, instance=instance,
-                              raise_on_error=False,
-                              run_config={"ops": {"eval_report": {"config": config or {}}}})
+        result = dg.materialize([eval_report, promoted_model], resources=resources, instance=instance,
+                                raise_on_error=False,
+                                run_config={"ops": {"eval_report": {"config": config or {}}}})
+        if logs is not None:
+            logs += [(entry.level, entry.user_message) for entry in instance.all_logs(result.run_id)]
+        return result
+
+
+def metadata(result, asset):
+    return next(e for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == asset).event_specific_data.materialization.metadata
+
+
+REASON = "Not promoted: the fine-tuned model is significantly worse than the promoted model on passes all assertions " \
+         "(-33.3 pts, p=1.9e-06) and exact match (-33.3 pts, p=1.9e-06)"
 
 
 def test_gate_blocks_a_candidate_worse_than_the_promoted_model_and_says_by_how_much(tmp_path):
     prepare(tmp_path)
-    result = run_gate(tmp_path)
+    logs = []
+    result = run_gate(tmp_path, logs=logs)
+    assert result.success  # a blocked candidate is an expected outcome, not a failed run
+    assert not any(event.is_failure for event in result.all_events)
     check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_regression")
-    assert not check.passed
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "passes all assertions vs ft-old: 100.0% -> 66.7% (-33.3 pts" in check.description
     assert "McNemar p=" in check.description and "20 losses / 0 wins" in check.description
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"eval_report"}  # promotion did not run
+    assert check.metadata["decision"].value == REASON and check.metadata["regressions"].value == 2
+    # constant settings are JSON, not numbers Dagster would plot
+    assert check.metadata["thresholds"].value == {"alpha": 0.05, "min_regression": 0.0, "judge_gates": True}
+    assert not any(isinstance(v, (dg.FloatMetadataValue, dg.IntMetadataValue)) for k, v in check.metadata.items()
+                   if k != "regressions")
+    report = metadata(result, "eval_report")
+    assert report["decision"].value == REASON
+    assert (report["verdict_vs_base"].value, report["verdict_vs_promoted"].value) == ("better", "worse")
+    assert (report["base_passed_checks_pct"].value, report["candidate_passed_checks_pct"].value) == (0.0, 66.7)
+    assert report["report"].value.splitlines()[2] == f"**{REASON}.**"
+    promotion = metadata(result, "promoted_model")
+    assert promotion["decision"].value == REASON and promotion["promoted_model"].value == "ft-old"
+    assert promotion["promoted_now"].value is False
+    # the reason, in one sentence, in the run log of both steps, as a warning
+    assert logs.count((logging.WARNING, f"Promotion gate: {REASON}")) == 1 and logs.count((logging.WARNING, REASON)) == 1
     with duckdb.connect(str(tmp_path / "flywheel.duckdb"), read_only=True) as conn:
         verdicts = dict(conn.execute("SELECT baseline_model_id, verdict FROM eval_reports").fetchall())
         promotions = conn.execute("SELECT model_id FROM model_promotions").fetchall()
     assert verdicts == {"ft-old": "worse", "base-1": "better"} and promotions == [("ft-old",)]
+
+
+def test_a_candidate_better_than_its_base_and_the_promoted_model_is_promoted_and_says_why(tmp_path):
+    prepare(tmp_path, candidate_fails=0)
+    logs = []
+    result = run_gate(tmp_path, logs=logs)
+    check = next(e for e in result.get_asset_check_evaluations())
+    assert result.success and check.passed
+    promotion = metadata(result, "promoted_model")
+    assert promotion["promoted_model"].value == "ft-new" and promotion["promoted_now"].value is True
+    reason = ("Promoted: the fine-tuned model is significantly better than its base on passes all assertions "
+              "(+100.0 pts, p=1.7e-18) and exact match (+100.0 pts, p=1.7e-18), and not significantly worse than the "
+              "promoted model")
+    assert promotion["decision"].value == reason and (logging.INFO, reason) in logs
+    assert metadata(result, "eval_report")["verdict_vs_promoted"].value == "no_significant_difference"
 
 
 def test_gate_threshold_is_configurable(tmp_path):
@@ -101,14 +146,15 @@ def test_report_with_the_judge_off_says_so_and_writes_html(tmp_path):
     event = next(e for e in result.get_asset_materialization_events()).event_specific_data.materialization
     markdown = event.metadata["report"].value
     assert "The judge was off" in markdown and event.metadata["judge"].value == "off"
-    for needle in ("| `ft-new` | candidate (fine-tuned) | 66.7% |", "| `ft-old` | promoted | 100.0% |",
-                   "| `base-1` | base | 0.0% |", "5.0 ms", "95% CI (paired bootstrap)"):
+    for needle in ("| fine-tuned | `ft-new` |", "| promoted | `ft-old` |", "| base | `base-1` |",
+                   "| fine-tuned | 66.7% (54.1 to 77.3%) |", "| promoted | 100.0% (94.0 to 100.0%) |",
+                   "| base | 0.0% (0.0 to 6.0%) |", "5.0 ms", "95% CI (paired bootstrap)", "## Definitions"):
         assert needle in markdown, needle
     html_path = event.metadata["report_html"].value
     assert html_path.startswith(str(tmp_path / "reports")) and html_path.endswith(".html")
     document = open(html_path, encoding="utf-8").read()
     assert "data:image/png;base64," in document and "The judge was off" in document
-    assert "Promotion gate: blocked" in document and "<script" not in document
+    assert f"Promotion gate: {REASON}." in document and "<script" not in document
 
 
 def test_an_unaligned_judge_is_reported_but_does_not_gate(tmp_path, monkeypatch):
@@ -129,7 +175,7 @@ def test_an_unaligned_judge_is_reported_but_does_not_gate(tmp_path, monkeypatch)
     assert check.passed and check.metadata["judge_gates"].value is False
     markdown = next(e for e in result.get_asset_materialization_events()).event_specific_data.materialization.metadata["report"].value
     assert "not aligned with people" in markdown and "do not gate promotion" in markdown
-    assert "| judge pass (observed) | 100.0% | 0.0% | -100.0 pts |" in markdown
+    assert "| judge pass (observed) | 30 | 100.0% (88.6 to 100.0%) | 0.0% (0.0 to 11.4%) | -100.0 pts |" in markdown
 
 
 # --- the whole graph with a judge ----------------------------------------------------------------------

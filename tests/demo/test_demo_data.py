@@ -7,10 +7,12 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
 from pipeline.demo import assistant, production_logs
+from pipeline.demo.annotations import LEAD
 from pipeline.demo.columns import LONGEST, SHORTEST
 from pipeline.demo.datasets import BASE_DATASETS, DATASETS, TEAM_DATASETS, get_dataset
 from pipeline.demo.generate import DEFAULT_SEED, write_demo_data
@@ -18,6 +20,9 @@ from pipeline.demo.questions import sample_example, sample_query
 from pipeline.demo.traces import PROVIDER_ERROR, generate_traces, parse_ts
 from pipeline.engine.ingest.files import read_trace_files
 from pipeline.engine.ingest.layouts import with_prompt_layouts
+from pipeline.engine.label.agreement import (ADJUDICATION, SECOND_OPINION_SHARE, annotator_agreement, decided_labels,
+                                             disagreements, needs_second_opinion)
+from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, annotation_id, read_annotation_files
 from pipeline.engine.tasks import nl2query
 
 REPO = Path(__file__).resolve().parents[2]
@@ -291,28 +296,99 @@ def test_base_corpus_covers_only_base_datasets_and_is_correct(demo_dir):
         assert nl2query.normalise(r["output"]) == r["output"]
 
 
+def _decisions(demo_dir) -> list[dict]:
+    return [json.loads(line) for line in (demo_dir / "annotations.jsonl").read_text().splitlines()]
+
+
+def _by_trace(rows: list[dict]) -> dict[str, list[dict]]:
+    """Each trace's annotators' decisions (adjudications left out), in file order (by time)."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("role") != ADJUDICATION:
+            out.setdefault(r["trace_id"], []).append(r)
+    return out
+
+
+def _assert_right(r: dict, trace: dict) -> None:
+    """``r`` is the right decision on ``trace``: good on an output that passes, else the gold."""
+    failed = _failed(trace["input"], trace["output"])
+    if r["label"] == "good":
+        assert r["failure_mode"] is None and r["correction"] is None and not failed
+    else:
+        assert r["failure_mode"] in set(nl2query.CHECK_NAMES) | HUMAN_MODES
+        assert _failed(trace["input"], r["correction"]) == []
+        assert nl2query.normalise(r["correction"]) == r["correction"]
+        if r["failure_mode"] in nl2query.CHECK_NAMES:
+            assert r["failure_mode"] in failed
+        else:
+            assert not failed and nl2query.normalise(trace["output"]) != r["correction"]
+
+
 def test_annotations_reference_traces_and_corrections_pass(demo_dir, traces):
     by_id = {t["trace_id"]: t for t in traces}
-    rows = [json.loads(line) for line in (demo_dir / "annotations.jsonl").read_text().splitlines()]
-    assert 350 <= len(rows) <= 450
-    assert len({r["trace_id"] for r in rows}) == len(rows)
-    labels = Counter(r["label"] for r in rows)
-    assert 0.5 <= labels["bad"] / len(rows) <= 0.8 and labels["good"] >= 80
+    rows = _decisions(demo_dir)
+    assert [r["annotated_at"] for r in rows] == sorted(r["annotated_at"] for r in rows)
+    firsts = [decided[0] for decided in _by_trace(rows).values()]  # the reviewer who went looking: right
+    assert 350 <= len(firsts) <= 450
+    labels = Counter(r["label"] for r in firsts)
+    assert 0.5 <= labels["bad"] / len(firsts) <= 0.8 and labels["good"] >= 80
     assert len({r["annotator"] for r in rows}) >= 3
     assert len({r["critique"] for r in rows}) >= 30
+    keys = {"trace_id", "label", "failure_mode", "correction", "critique", "annotator", "annotated_at"}
     for r in rows:
-        assert set(r) == {"trace_id", "label", "failure_mode", "correction", "critique", "annotator", "annotated_at"}
-        trace = by_id[r["trace_id"]]
-        assert parse_ts(r["annotated_at"]) > parse_ts(trace["ts"])
-        failed = _failed(trace["input"], trace["output"])
-        if r["label"] == "good":
-            assert r["failure_mode"] is None and r["correction"] is None and not failed
-        else:
-            assert r["failure_mode"] in set(nl2query.CHECK_NAMES) | HUMAN_MODES
-            assert _failed(trace["input"], r["correction"]) == []
-            assert nl2query.normalise(r["correction"]) == r["correction"]
-            if r["failure_mode"] in nl2query.CHECK_NAMES:
-                assert r["failure_mode"] in failed
-            else:
-                assert not failed and nl2query.normalise(trace["output"]) != r["correction"]
-    assert {r["failure_mode"] for r in rows} >= set(nl2query.CHECK_NAMES[:5]) | HUMAN_MODES
+        assert set(r) == (keys | {"role"} if r.get("role") == ADJUDICATION else keys)
+        assert parse_ts(r["annotated_at"]) > parse_ts(by_id[r["trace_id"]]["ts"])
+    for r in firsts:
+        _assert_right(r, by_id[r["trace_id"]])
+    assert {r["failure_mode"] for r in firsts} >= set(nl2query.CHECK_NAMES[:5]) | HUMAN_MODES
+
+
+def test_routed_traces_have_a_second_annotator_and_some_disagreements_are_adjudicated(demo_dir, traces):
+    by_id = {t["trace_id"]: t for t in traces}
+    rows = _decisions(demo_dir)
+    decided = _by_trace(rows)
+    doubly = {t: d for t, d in decided.items() if len(d) > 1}
+    assert set(doubly) == {t for t in decided if needs_second_opinion(t, SECOND_OPINION_SHARE)}
+    assert 0.05 <= len(doubly) / len(decided) <= 0.15
+    for first, second in doubly.values():
+        assert first["annotator"] != second["annotator"]
+        if second["correction"] is not None:  # when both call it bad, the same fix
+            assert second["correction"] == first["correction"]
+    same_label = sum(a["label"] == b["label"] for a, b in doubly.values()) / len(doubly)
+    both_bad = [(a, b) for a, b in doubly.values() if a["label"] == b["label"] == "bad"]
+    same_mode = sum(a["failure_mode"] == b["failure_mode"] for a, b in both_bad) / len(both_bad)
+    assert 0.75 <= same_label <= 0.95 and same_mode < same_label
+    disagreeing = {t for t, (a, b) in doubly.items() if (a["label"], a["failure_mode"]) != (b["label"], b["failure_mode"])}
+    adjudications = [r for r in rows if r.get("role") == ADJUDICATION]
+    assert 1 <= len(adjudications) < len(disagreeing)  # a few settled, the rest wait in the queue
+    for r in adjudications:
+        first, second = doubly[r["trace_id"]]
+        assert r["annotator"] == LEAD not in (first["annotator"], second["annotator"])
+        assert r["annotated_at"] > second["annotated_at"]
+        assert (r["label"], r["failure_mode"], r["correction"]) == (first["label"], first["failure_mode"],
+                                                                   first["correction"])
+        _assert_right(r, by_id[r["trace_id"]])
+
+
+def test_demo_decisions_are_imported_and_give_an_agreement_figure_and_a_queue(demo_dir, traces):
+    rows = _decisions(demo_dir)
+    batch = read_annotation_files([demo_dir / "annotations.jsonl"], nl2query.TASK,
+                                  {t["trace_id"]: t["input"] for t in traces})
+    assert batch.rejected.is_empty() and batch.annotations.height == len(rows)
+    people = pl.DataFrame([{**r, "annotated_at": parse_ts(r["annotated_at"]), "role": r.get("role"),
+                            "annotation_id": annotation_id(r["trace_id"], r["annotator"], parse_ts(r["annotated_at"]))}
+                           for r in rows], schema={**ANNOTATION_SCHEMA, "role": pl.String})
+    figure = annotator_agreement(people)
+    with pl.Config(tbl_rows=-1, tbl_width_chars=120):
+        print(figure)
+    label = figure.row(0, named=True)
+    doubly = sum(len(d) > 1 for d in _by_trace(rows).values())
+    assert (label["aspect"], label["pairs"], label["traces"]) == ("label", doubly, doubly)
+    assert 0.75 <= label["agreement"] <= 0.95 and 0.4 <= label["kappa"] < label["agreement"]
+    assert figure.filter(pl.col("aspect") == "failure_mode").height >= 5
+    queue = disagreements(people)
+    adjudicated = {r["trace_id"] for r in rows if r.get("role") == ADJUDICATION}
+    assert not queue.is_empty() and adjudicated.isdisjoint(queue["trace_id"].to_list())
+    settled = decided_labels(people)
+    assert set(settled.filter(pl.col("decided_by") == "adjudication")["trace_id"]) == adjudicated
+    assert settled.height == len(_by_trace(rows)) - queue.height

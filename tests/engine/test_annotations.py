@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from pipeline.engine.label.annotations import (ANNOTATION_SCHEMA, FAILURE_SCHEMA, annotation_id, labelled_failures,
-                                         latest_decisions, read_annotation_files)
+                                         read_annotation_files)
+from pipeline.engine.label.agreement import decided_labels
 from pipeline.engine.tasks import load_task
 
 TASK = load_task("nl2query")
@@ -139,7 +140,7 @@ def test_invalid_utf8_line_is_rejected_not_fatal(tmp_path):
     assert batch.rejected["reason"][0].startswith("malformed JSON")
 
 
-# --- latest decisions ---------------------------------------------------------------------------------
+# --- decided labels (one annotator: their latest decision) ---------------------------------------------------------------------------------
 
 def frame(rows):
     out = []
@@ -150,7 +151,7 @@ def frame(rows):
     return pl.DataFrame(out, schema=ANNOTATION_SCHEMA)
 
 
-def test_latest_decisions_picks_the_newest_per_trace_regardless_of_row_order():
+def test_decided_label_of_one_annotator_is_their_newest_decision_regardless_of_row_order():
     rows = [
         {"trace_id": "tr_1", "label": "bad", "failure_mode": "unknown_column", "annotated_at": T0},
         {"trace_id": "tr_1", "label": "good", "annotated_at": T0 + timedelta(hours=2)},
@@ -158,17 +159,16 @@ def test_latest_decisions_picks_the_newest_per_trace_regardless_of_row_order():
         {"trace_id": "tr_2", "label": "bad", "failure_mode": "invalid_json", "annotated_at": T0 - timedelta(days=1)},
     ]
     for ordering in (rows, list(reversed(rows)), rows[2:] + rows[:2]):
-        latest = latest_decisions(frame(ordering)).sort("trace_id")
+        latest = decided_labels(frame(ordering)).sort("trace_id")
         assert latest.select("trace_id", "label", "failure_mode").rows() == [
             ("tr_1", "good", None), ("tr_2", "bad", "invalid_json")]
 
 
-def test_latest_decisions_ties_are_deterministic():
-    rows = [{"trace_id": "tr_1", "label": "bad", "annotator": "ana", "annotated_at": T0},
-            {"trace_id": "tr_1", "label": "good", "annotator": "bo", "annotated_at": T0}]
-    winners = {latest_decisions(frame(o))["annotation_id"][0] for o in (rows, list(reversed(rows)))}
-    assert len(winners) == 1
-    assert winners == {max(annotation_id("tr_1", a, T0) for a in ("ana", "bo"))}
+def test_decided_label_ties_in_time_are_deterministic():
+    rows = [{"trace_id": "tr_1", "label": "bad", "annotator": "ana", "annotated_at": T0, "annotation_id": "ann_a"},
+            {"trace_id": "tr_1", "label": "good", "annotator": "ana", "annotated_at": T0, "annotation_id": "ann_b"}]
+    winners = {decided_labels(frame(o))["annotation_id"][0] for o in (rows, list(reversed(rows)))}
+    assert winners == {"ann_b"}
 
 
 # --- labelled failures ----------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_the_newest_fine_tuned_model_its_base_and_the_promoted_model(conn):
     assert chosen.models == {"ft-new": ("local", "/models/ft-new"), "base-1": ("local", "/models/base-1"),
                              "ft-old": ("local", "/models/ft-old")}
     assert chosen.baselines == ["base-1", "ft-old"]
-    assert chosen.roles == {"ft-new": "candidate (fine-tuned)", "base-1": "base", "ft-old": "promoted"}
+    assert chosen.roles == {"ft-new": "fine-tuned", "base-1": "base", "ft-old": "promoted"}
     assert chosen.test.height == N and all(frame.is_empty() for frame in chosen.stored.values())
 
 
@@ -82,7 +82,7 @@ def test_a_promoted_model_missing_from_the_registry_is_left_out(conn):
 def test_the_promoted_candidate_keeps_both_roles(conn):
     seed(conn, [model("base-1"), model("ft-new", "base-1", days=2)])
     record_promotion(conn, "ft-new", None, "first", now=T0)
-    assert select_candidates(conn).roles == {"ft-new": "candidate (fine-tuned), promoted", "base-1": "base"}
+    assert select_candidates(conn).roles == {"ft-new": "fine-tuned, promoted", "base-1": "base"}
 
 
 # --- results: reused or generated -------------------------------------------------------------------------
@@ -154,7 +154,17 @@ def test_the_candidate_is_compared_with_every_baseline_and_the_gate_names_regres
     assert metrics["candidate"]["slices"] == {"name": "dataset", "values": {  # the inputs name no dataset
         "": {"n": N, "passed_checks": pytest.approx(share), "exact_match": pytest.approx(share)}}}
     assert "## By dataset" in evaluation.markdown and "- **count 10**" in evaluation.markdown
-    assert "| `ft-old` | promoted | 100.0% |" in evaluation.markdown
-    assert evaluation.markdown.count("# Eval report: `ft-new` vs") == 2
-    assert evaluation.headline()["verdict_vs_base"] == "better" and evaluation.headline()["promoted"] == "ft-old"
+    assert "| promoted | `ft-old` |" in evaluation.markdown and "| promoted | 100.0% (88.6 to 100.0%) |" in evaluation.markdown
+    assert evaluation.markdown.count("# Eval report: fine-tuned vs") == 2
+    assert not evaluation.promote and evaluation.decision == (
+        "Not promoted: the fine-tuned model is significantly worse than the promoted model on passes all assertions "
+        "(-33.3 pts, p=0.002) and exact match (-33.3 pts, p=0.002)")
+    assert evaluation.markdown.startswith(f"# Eval report, test set `{chosen.version}` (n={N} real examples")
+    assert evaluation.markdown.splitlines()[2] == f"**{evaluation.decision}.**"
+    headline = evaluation.headline()
+    assert (headline["verdict_vs_base"], headline["verdict_vs_promoted"], headline["promoted"]) == \
+        ("better", "worse", "ft-old")
+    assert headline["decision"] == evaluation.decision and json.loads(evaluation.rows["metrics"][0])["decision"] == \
+        evaluation.decision
+    assert (headline["base_passed_checks_pct"], headline["candidate_passed_checks_pct"]) == (0.0, 66.7)  # rounded
     assert evaluation.html_name == f"ft-new.{chosen.version}.html"

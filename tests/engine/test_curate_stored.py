@@ -94,6 +94,7 @@ def test_audit_counts_groups_in_two_splits_synthetic_in_test_leaks_and_real_shar
     assert audit.sizes["validation"]["share"] == 0.1111 and audit.sizes["test"]["share"] == 0.2222
     assert audit.composition.rows() == [("test", "synthetic", 1), ("test", "trace", 2), ("train", "synthetic", 1),
                                         ("train", "trace", 6), ("validation", "trace", 1)]
+    assert audit.composition.columns == ["split", "source", "examples"]  # as the UI's composition table heads it
     report = {"splits": {s: {"examples": n} for s, n in (("train", 7), ("validation", 1), ("test", 3))}}
     assert audit.split_table(report).rows() == [("train", 7, 0.6667, pytest.approx(0.7)),
                                                 ("validation", 1, 0.1111, 0.1), ("test", 3, 0.2222, 0.2)]

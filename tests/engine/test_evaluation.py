@@ -246,6 +246,9 @@ def test_end_to_end_worse_model_is_worse():
 EVIL = 'p95 <script>alert("x")</script> by `service.name` | ** [link](http://evil) <img src=x onerror=y>'
 
 
+LABELS = {"ft-1": "fine-tuned", "base": "base"}
+
+
 def _render(question=EVIL, dataset="checkout-api", output="{\"a\": \"`|`\"}\nnext", task=TASK):
     test = make_test([("e1", question, dataset, REF_P95), ("e2", "count", dataset, REF_COUNT)])
     cand = score(test, [REF_P95, "nope"], task, "ft-1", now=NOW)
@@ -254,7 +257,7 @@ def _render(question=EVIL, dataset="checkout-api", output="{\"a\": \"`|`\"}\nnex
     comparison = compare(cand, base)
     examples = examples_won_and_lost(cand, base, test, task)
     return report.render("ft-1", "base", summaries, comparison, verdict(comparison), examples,
-                         set_version(test))
+                         set_version(test), LABELS)
 
 
 def markdown_lines(text):
@@ -263,13 +266,19 @@ def markdown_lines(text):
 
 def test_report_has_the_headline_table_and_sections():
     text = _render(question="p95 duration_ms by service.name")
-    assert text.startswith("# Eval report: `ft-1` vs `base`")
+    assert text.startswith("# Eval report: fine-tuned vs base: no significant difference")
+    assert "fine-tuned `ft-1`; base `base`; test set" in text  # the ids once, for lookup
     assert "**Verdict: no significant difference.**" in text
-    assert re.search(r"\| passes all assertions \| 50\.0% \| 50\.0% \| \+0\.0 pts \| -?\d+\.\d to \+\d+\.\d pts \| 1 / 1 \| 1 \|", text)
-    assert "## By dataset" in text and "| checkout\\-api | 2 |" in text
-    assert "| invalid_json | 50.0% | 50.0% |" in text
-    assert "## Examples the candidate wins (1 shown)" in text
-    assert "## Examples the candidate loses (1 shown)" in text
+    assert "| metric | n | base | fine-tuned | difference |" in text
+    interval = r"\d+\.\d to \d+\.\d%"  # every rate with its n and 95% interval
+    assert re.search(rf"\| passes all assertions \| 2 \| 50\.0% \({interval}\) \| 50\.0% \({interval}\) \| \+0\.0 pts \| "
+                     r"-?\d+\.\d pts to \+\d+\.\d pts \| 1 / 1 \| 1 \|", text)
+    assert "## By dataset" in text and "| checkout\\-api | 2 | 50.0% (9.5 to 90.5%) |" in text
+    assert "| base: passes all assertions | base: exact match | fine-tuned: passes all assertions |" in text
+    assert "## Failure modes (share of test examples, n=2)" in text
+    assert "| invalid\\_json | 50.0% (9.5 to 90.5%) | 50.0% (9.5 to 90.5%) |" in text
+    assert "## Examples fine-tuned wins (1 shown)" in text
+    assert "## Examples fine-tuned loses (1 shown)" in text
     assert "- **p95 duration\\_ms by service.name**" in text and "- **count**" in text  # each by its question
 
 
@@ -294,7 +303,7 @@ def test_report_escapes_untrusted_question_and_outputs():
     assert "`" not in question_line.replace("\\`", "")
     assert "[link](http" not in question_line
     # outputs are code spans on one line that backticks and newlines cannot break out of
-    baseline_line = next(line for line in markdown_lines(text) if line.startswith("  - baseline:"))
+    baseline_line = next(line for line in markdown_lines(text) if line.startswith("  - base:"))
     assert baseline_line.count("`") == 2 and baseline_line.endswith("`")
     assert "next" in baseline_line
 
@@ -305,8 +314,8 @@ def test_report_escapes_untrusted_dataset_in_the_table():
     assert len(rows) == 1
     row = rows[0]
     assert "<b>" not in row
-    # the row still has exactly the table's four cells
-    assert len(re.findall(r"(?<!\\)\|", row)) == 5
+    # the row still has exactly the table's six cells (slice, n, two rates per model)
+    assert len(re.findall(r"(?<!\\)\|", row)) == 7
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
@@ -371,14 +380,25 @@ def test_regressions_name_the_metric_and_the_drop():
 def test_overview_lists_every_model_and_says_when_the_judge_was_off():
     results = score(TEST, [REF_P95, REF_COUNT, "x", "y"], TASK, "ft", latencies_ms=[1.0] * 4, now=NOW)
     summaries = {"ft": summarize(results), "base": summarize(results)}
-    text = report.render_models(summaries, {"ft": "candidate", "base": "base"}, {"status": "off", "reason": "no model"},
-                                "v1")
-    assert "| `ft` | candidate | 50.0% | n/a | 50.0% | n/a | n/a | 1.0 ms | n/a (local model) |" in text
+    decision = "Not promoted: the fine-tuned model is significantly worse than the promoted model on exact match " \
+               "(-4.1 pts, p=0.012)"
+    text = report.render_models(summaries, {"ft": "fine-tuned", "base": "base"}, {"status": "off", "reason": "no model"},
+                                "v1", decision=decision, gate=["exact match vs ft_old: 50.0% -> 45.9%"], alpha=0.05)
+    lines = text.splitlines()
+    assert lines[0] == "# Eval report, test set `v1` (n=4 real examples never seen in training)"
+    assert lines[2] == ("**Not promoted: the fine-tuned model is significantly worse than the promoted model on "
+                        "exact match (-4.1 pts, p=0.012).**")  # the decision first, as written
+    assert lines[4:6] == ["Blocking regressions:", "- exact match vs ft\\_old: 50.0% -\\> 45.9%"]
+    assert "| fine-tuned | `ft` | n/a |" in text and "| base | `base` | n/a |" in text  # each id once, for lookup
+    assert "| model | passes all assertions (n=4) | exact match, verified references (n=0) |" in text
+    assert ("| fine-tuned | 50.0% (15.0 to 85.0%) | n/a | 50.0% (15.0 to 85.0%) | n/a | n/a | 1.0 ms | "
+            "n/a (local model) |") in text
     assert "_The judge was off: no model._" in text
+    assert "## Definitions" in text and "- **significant**: McNemar p below 0.05 and a change of at least 0.0 pts" in text
     summaries["ft"]["judge"] = {"n": 4, "observed": 0.5, "corrected": 0.6, "ci_low": 0.4, "ci_high": 0.8}
     align = {"agreement": 0.7, "n_labelled": 20, "tpr": 0.8, "tnr": 0.6, "flagged": True, "flag_reason": "too low"}
     text = report.render_models(summaries, {}, {"status": "on", "version": "j1", "alignment": align}, "v1")
-    assert "50.0% (n=4) | 60.0% (40.0 to 80.0%)" in text
+    assert "| `ft` | 50.0% (15.0 to 85.0%) | n/a | 50.0% (15.0 to 85.0%) | 50.0% (15.0 to 85.0%), n=4 | 60.0% (40.0 to 80.0%) |" in text
     assert "agreement with people 70.0% on 20 labelled traces" in text and "not aligned with people: too low" in text
 
 
@@ -389,11 +409,40 @@ def test_html_report_escapes_untrusted_text_and_embeds_the_chart(tmp_path):
     summaries = {"ft<b>": summarize(cand), "base": summarize(base)}
     comparison = compare(cand, base)
     document = report_html.render_html(
-        "ft<b>", summaries, {"ft<b>": "candidate"}, {"status": "off", "reason": "no model"},
+        "ft<b>", summaries, {"ft<b>": "fine-tuned"}, {"status": "off", "reason": "no model"},
         {"base": {"comparison": comparison, "verdict": verdict(comparison),
                   "examples": examples_won_and_lost(cand, base, test, TASK)}}, ["exact match vs base: <i>"], "v1")
     assert "<script" not in document and "<img src=x" not in document and "ft<b>" not in document
     assert "&lt;script&gt;" in document and "ft&lt;b&gt;" in document and "data:image/png;base64," in document
-    assert "Promotion gate: blocked: exact match vs base: &lt;i&gt;" in document
+    assert "Promotion gate: blocked.</p>\n<p>Blocking regressions:</p><ul><li>exact match vs base: &lt;i&gt;</li>" in document
     path = report_html.write_html(tmp_path / "r" / "report.html", document)
     assert path.read_text(encoding="utf-8") == document and [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def test_html_report_states_n_intervals_slices_definitions_and_names_models_by_label():
+    test = make_test([("e1", "p95", "checkout-api", REF_P95), ("e2", "count", "payments", REF_COUNT)])
+    cand = score(test, [REF_P95, REF_COUNT], TASK, "ft-7f3a", now=NOW)
+    base = score(test, ["nope", REF_COUNT], TASK, "base-91c2", now=NOW)
+    summaries = {"ft-7f3a": summarize(cand, test, TASK), "base-91c2": summarize(base, test, TASK)}
+    comparison = compare(cand, base)
+    decision = "Not promoted: the fine-tuned model is not significantly better than its base"
+    document = report_html.render_html(
+        "ft-7f3a", summaries, {"ft-7f3a": "fine-tuned", "base-91c2": "base"}, {"status": "off"},
+        {"base-91c2": {"comparison": comparison, "verdict": verdict(comparison),
+                       "examples": examples_won_and_lost(cand, base, test, TASK)}}, [], "v1", decision=decision,
+        alpha=0.05, min_regression=0.02)
+    top = document.index("<h2>Models</h2>")
+    assert f"<p class='bad'>Promotion gate: {decision}.</p>" in document[:top]  # the decision before anything else
+    assert "<p>Test set <code>v1</code>: n=2 real examples never seen in training.</p>" in document
+    assert "<tr><td>fine-tuned</td><td><code>ft-7f3a</code></td>" in document  # the id once, beside its label
+    assert document.count("ft-7f3a") == 3  # title, heading, models table: elsewhere the label
+    assert "<th>passes all assertions (n=2)</th>" in document
+    assert "<tr><td>base</td><td>50.0% (9.5 to 90.5%)</td>" in document
+    assert "<h2>fine-tuned vs base: no significant difference</h2>" in document
+    assert "<tr><td>passes all assertions</td><td>2</td><td>50.0% (9.5 to 90.5%)</td><td>100.0% (34.2 to 100.0%)</td>" \
+           "<td>+50.0 pts</td>" in document
+    assert "<h2>By dataset</h2>" in document and "<th>base: passes all assertions</th>" in document
+    assert ("<tr><td>checkout-api</td><td>1</td><td>100.0% (20.7 to 100.0%)</td><td>100.0% (20.7 to 100.0%)</td>"
+            "<td>0.0% (0.0 to 79.3%)</td>") in document
+    assert "<h2>Definitions</h2>" in document and "McNemar p below 0.05 and a change of at least 2.0 pts" in document
+    assert "<h2>Training" not in document and "<th>data version</th>" in document

@@ -1,6 +1,7 @@
 """The promotion gate (which metrics gate, verdicts and regressions per baseline) and the
 promotion policy, on tiny comparisons and an in-memory DuckDB."""
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
@@ -9,7 +10,7 @@ import pytest
 from pipeline.engine.core import store
 from pipeline.engine.evaluate.gate import (
     NothingToPromote, Thresholds, current_promoted, decide_promotion, gate_against, promote_latest, record_promotion,
-    skipped_metrics,
+    skipped_metrics, verdict_details,
 )
 from pipeline.engine.evaluate.scoring import JUDGE_METRIC
 
@@ -56,29 +57,54 @@ def test_the_gate_thresholds_decide_what_is_a_regression():
 
 # --- the promotion policy --------------------------------------------------------------------------------
 
+PROMOTED = "Promoted: the fine-tuned model is significantly better than its base, and not significantly worse than " \
+           "the promoted model"
+
+
 def test_a_candidate_better_than_its_base_and_not_worse_than_the_promoted_model_is_promoted():
     decision, promote = decide_promotion("ft-new", "base-1", {"base-1": "better", "ft-old": "no_significant_difference"},
                                          "ft-old")
-    assert promote and decision == "promoted: significantly better than its base and not worse than the promoted model"
+    assert promote and decision == PROMOTED
 
 
 def test_a_candidate_worse_than_a_baseline_is_not_promoted_and_says_which():
     decision, promote = decide_promotion("ft-new", "base-1", {"base-1": "better", "ft-old": "worse"}, "ft-old")
-    assert not promote and decision == "not promoted: significantly worse than ft-old"
+    assert not promote and decision == "Not promoted: the fine-tuned model is significantly worse than the promoted model"
 
 
 @pytest.mark.parametrize("verdicts, said", [
-    ({"base-1": "no_significant_difference"}, "(no_significant_difference)"),
-    ({"ft-old": "better"}, "(no report)"),
+    ({"base-1": "no_significant_difference"}, "is not significantly better than its base"),
+    ({"ft-old": "better"}, "was not compared with its base"),
 ])
 def test_a_candidate_not_better_than_its_base_is_not_promoted(verdicts, said):
     decision, promote = decide_promotion("ft-new", "base-1", verdicts, "ft-old")
-    assert not promote and decision == f"not promoted: not significantly better than its base {said}"
+    assert not promote and decision == f"Not promoted: the fine-tuned model {said}"
 
 
 def test_the_promoted_model_is_not_promoted_again():
     decision, promote = decide_promotion("ft-new", "base-1", {"base-1": "better"}, "ft-new")
-    assert not promote and decision == "ft-new is already the promoted model"
+    assert not promote and decision == "Already promoted: the fine-tuned model is the model in use"
+
+
+def test_the_decision_says_in_one_sentence_on_which_metrics_and_by_how_much():
+    vs_base = {"passed_checks": change(0.342, 2e-26, wins=110), "exact_match": change(0.01, 0.5, wins=4, losses=3)}
+    vs_promoted = {"passed_checks": change(0.0, 1.0), "exact_match": change(-0.041, 0.0123, losses=13, wins=2),
+                   JUDGE_METRIC: change(-0.3, 0.001, losses=20)}
+    details = {b: verdict_details(c, gate_against(c, b, Thresholds(), (JUDGE_METRIC,))[0], Thresholds(), (JUDGE_METRIC,))
+               for b, c in (("base-1", vs_base), ("ft-old", vs_promoted))}
+    assert details == {"base-1": ["passes all assertions (+34.2 pts, p=2e-26)"],
+                       "ft-old": ["exact match (-4.1 pts, p=0.012)"]}  # the judge does not gate: not named
+    decision, promote = decide_promotion("ft-new", "base-1", {"base-1": "better", "ft-old": "worse"}, "ft-old", details)
+    assert not promote and decision == ("Not promoted: the fine-tuned model is significantly worse than the promoted "
+                                        "model on exact match (-4.1 pts, p=0.012)")
+    decision, promote = decide_promotion("ft-new", "base-1", {"base-1": "better"}, None, details)
+    assert promote and decision == ("Promoted: the fine-tuned model is significantly better than its base on passes "
+                                    "all assertions (+34.2 pts, p=2e-26)")
+    flat = {"passed_checks": change(0.03, 0.25), "exact_match": change(0.01, 0.5)}
+    decision, _ = decide_promotion("ft-new", "base-1", {"base-1": "no_significant_difference"}, None,
+                                   {"base-1": verdict_details(flat, "no_significant_difference", Thresholds(), ())})
+    assert decision == ("Not promoted: the fine-tuned model is not significantly better than its base "
+                        "(passes all assertions (+3.0 pts, p=0.25); exact match (+1.0 pts, p=0.5))")
 
 
 # --- against the database --------------------------------------------------------------------------------
@@ -96,9 +122,9 @@ def conn():
     connection.close()
 
 
-def report(conn, verdicts, at, model_id="ft-new"):
+def report(conn, verdicts, at, model_id="ft-new", metrics="{}"):
     rows = pl.DataFrame([{"model_id": model_id, "baseline_model_id": b, "test_set_version": "v1", "n_examples": 40,
-                          "metrics": "{}", "verdict": v, "created_at": at} for b, v in verdicts.items()])
+                          "metrics": metrics, "verdict": v, "created_at": at} for b, v in verdicts.items()])
     store.upsert(conn, "eval_reports", rows, ["model_id", "baseline_model_id", "test_set_version"])
 
 
@@ -113,11 +139,12 @@ def test_promote_latest_records_a_promotion_once(conn):
     record_promotion(conn, "ft-old", None, "first", now=T0)
     report(conn, {"base-1": "better", "ft-old": "no_significant_difference"}, T0 + timedelta(hours=1))
     outcome = promote_latest(conn, now=T0 + timedelta(hours=2))
-    assert (outcome.candidate_id, outcome.in_use) == ("ft-new", "ft-new") and outcome.decision.startswith("promoted")
+    assert (outcome.candidate_id, outcome.in_use, outcome.promoted) == ("ft-new", "ft-new", True)
+    assert outcome.decision == PROMOTED
     assert conn.execute("SELECT model_id, previous_model_id FROM model_promotions ORDER BY promoted_at").fetchall() \
         == [("ft-old", None), ("ft-new", "ft-old")]
     again = promote_latest(conn)
-    assert again.decision == "ft-new is already the promoted model" and again.in_use == "ft-new"
+    assert again.decision.startswith("Already promoted") and again.in_use == "ft-new" and not again.promoted
     assert conn.execute("SELECT count(*) FROM model_promotions").fetchone()[0] == 2
 
 
@@ -127,8 +154,19 @@ def test_promote_latest_decides_on_the_newest_report_only(conn):
     report(conn, {"base-1": "better", "ft-old": "worse"}, T0 + timedelta(hours=2))
     outcome = promote_latest(conn)
     assert outcome.candidate_id == "ft-new" and outcome.in_use == "ft-old"
-    assert outcome.decision == "not promoted: significantly worse than ft-old"
+    assert outcome.decision == "Not promoted: the fine-tuned model is significantly worse than the promoted model"
     assert conn.execute("SELECT count(*) FROM model_promotions").fetchone()[0] == 1
+
+
+def test_promote_latest_says_why_from_the_stored_comparison(conn):
+    record_promotion(conn, "ft-old", None, "first", now=T0)
+    comparison = {"passed_checks": change(0.0, 1.0), "exact_match": change(-0.041, 0.0123, losses=13, wins=2)}
+    thresholds = {"alpha": 0.05, "min_regression": 0.0, "judge_gates": False}
+    report(conn, {"base-1": "better", "ft-old": "worse"}, T0 + timedelta(hours=1),
+           metrics=json.dumps({"comparison": comparison, "thresholds": thresholds}))
+    outcome = promote_latest(conn)
+    assert outcome.decision.endswith("worse than the promoted model on exact match (-4.1 pts, p=0.012)")
+    assert not outcome.promoted
 
 
 def test_nothing_to_promote_without_an_eval_report(conn):

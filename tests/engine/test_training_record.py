@@ -163,25 +163,26 @@ SUMMARY = {"n_examples": 2, "passed_checks": 0.5, "exact_match": 0.5, "failure_r
 
 
 def test_the_markdown_report_flags_the_under_trained_model_first_and_shows_planned_vs_actual():
-    text = report.render_models({"ft-1": SUMMARY, "base-1": SUMMARY}, {}, {"status": "off"}, "t1", TRAINING)
+    labels = {"ft-1": "fine-tuned", "base-1": "base"}
+    text = report.render_models({"ft-1": SUMMARY, "base-1": SUMMARY}, labels, {"status": "off"}, "t1", TRAINING)
     lines = text.splitlines()
-    assert lines[2] == ("**Under-trained: `ft-1`: stopped early by max\\_seconds at step 12 of 40 "
+    assert lines[2] == ("**Under-trained: fine-tuned (`ft-1`): stopped early by max\\_seconds at step 12 of 40 "
                         "\\(0.6 of 2 epochs\\).**")
-    assert lines[4].startswith("| model | role |")
-    assert "| `ft-1` | `v1` | 12 of 40 | 0.6 of 2 | 5,120 | under\\-trained: stopped early by max\\_seconds" in text
-    assert "| `base-1` | `corpus-9` | 8 of 8 | 11 of 11 | 90,000 | complete |" in text
-    complete = report.render_models({"base-1": SUMMARY}, {}, {"status": "off"}, "t1", TRAINING)
-    assert "Under-trained" not in complete and complete.splitlines()[2].startswith("| model | role |")
+    assert lines[4:6] == ["## Models", ""] and lines[6].startswith("| model | model id | data version | steps")
+    assert "| fine-tuned | `ft-1` | `v1` | 12 of 40 | 0.6 of 2 | 5,120 | under\\-trained: stopped early by max\\_seconds" in text
+    assert "| base | `base-1` | `corpus-9` | 8 of 8 | 11 of 11 | 90,000 | complete |" in text
+    complete = report.render_models({"base-1": SUMMARY}, labels, {"status": "off"}, "t1", TRAINING)
+    assert "Under-trained" not in complete and complete.splitlines()[2] == "## Models"
 
 
 def test_the_html_report_flags_the_under_trained_model_and_shows_planned_vs_actual():
-    document = report_html.render_html("ft-1", {"ft-1": SUMMARY, "base-1": SUMMARY}, {}, {"status": "off"}, {}, [],
-                                       "t1", TRAINING)
+    document = report_html.render_html("ft-1", {"ft-1": SUMMARY, "base-1": SUMMARY}, {"base-1": "base"},
+                                       {"status": "off"}, {}, [], "t1", TRAINING)
     flag = ("<p class='bad'>Under-trained: <code>ft-1</code>: stopped early by max_seconds at step 12 of 40 "
             "(0.6 of 2 epochs).</p>")
     assert flag in document and document.index(flag) < document.index("<h2>Models</h2>")
-    assert ("<tr><td><code>base-1</code></td><td><code>corpus-9</code></td><td>8 of 8</td><td>11 of 11</td>"
-            "<td>90,000</td><td>complete</td></tr>") in document
+    assert ("<tr><td>base</td><td><code>base-1</code></td><td><code>corpus-9</code></td><td>8 of 8</td>"
+            "<td>11 of 11</td><td>90,000</td><td>complete</td></tr>") in document
     assert "<td>12 of 40</td><td>0.6 of 2</td><td>5,120</td><td class=bad>under-trained: stopped early" in document
 
 

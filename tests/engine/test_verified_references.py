@@ -122,9 +122,10 @@ def test_migration_9_backfills_reference_verified_from_sources_and_latest_decisi
         people = decisions([("good", "good", T0, None), ("c", "bad", T0, None),
                             ("good_then_bad", "good", T0, None), ("good_then_bad", "bad", T0 + timedelta(hours=1), None),
                             ("bad_then_good", "bad", T0, None), ("bad_then_good", "good", T0 + timedelta(hours=1), None)])
-        store.upsert(conn, "annotations", people, ["annotation_id"])
+        # columns later migrations add do not exist yet in a version-8 database
+        store.upsert(conn, "annotations", people.drop("supersedes", "role", strict=False), ["annotation_id"])
     with closing(store.connect(path)) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 9
+        assert 9 in {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
         flags = dict(conn.execute("SELECT example_id, reference_verified FROM training_examples").fetchall())
         assert flags == {"correction:c": True, "trace:good": True, "trace:plain": False, "trace:good_then_bad": False,
                          "trace:bad_then_good": True, "synthetic:s": False, "trace:orphan": False}
@@ -237,32 +238,40 @@ def test_exact_match_on_verified_references_is_reported_apart_with_its_count_and
     assert evaluation.gate == [] and evaluation.comparisons["base-1"]["verdict"] == "no_significant_difference"
     headline = evaluation.headline()
     assert headline["n_verified_references"] == N_VERIFIED
-    assert (headline["base_exact_match_verified"], headline["candidate_exact_match_verified"]) == (1.0, 0.0)
+    assert (headline["base_exact_match_verified_pct"], headline["candidate_exact_match_verified_pct"]) == (100.0, 0.0)
 
     markdown = evaluation.markdown
-    assert (f"| passes all assertions | exact match, verified references (n={N_VERIFIED}) | "
+    assert (f"| passes all assertions (n={N}) | exact match, verified references (n={N_VERIFIED}) | "
             f"agreement with production, unverified references (n={n_unverified}) |") in markdown
-    assert "| `ft-1` | candidate (fine-tuned) | 100.0% | 0.0% | 100.0% |" in markdown
-    assert f"| exact match, verified references (n={N_VERIFIED}) | 100.0% | 0.0% | -100.0 pts |" in markdown
-    assert f"| agreement with production, unverified references (n={n_unverified}) | 0.0% | 100.0% |" in markdown
-    assert f"| exact match, all references (n={N}) | 40.0% | 60.0% | +20.0 pts |" in markdown
+    assert "| fine-tuned | 100.0% (91.2 to 100.0%) | 0.0% (0.0 to 19.4%) | 100.0% (86.2 to 100.0%) |" in markdown
+    assert (f"| exact match, verified references (n={N_VERIFIED}) | {N_VERIFIED} | 100.0% (80.6 to 100.0%) | "
+            "0.0% (0.0 to 19.4%) | -100.0 pts |") in markdown
+    assert (f"| agreement with production, unverified references (n={n_unverified}) | {n_unverified} | "
+            "0.0% (0.0 to 13.8%) | 100.0% (86.2 to 100.0%) |") in markdown
+    assert f"| exact match, all references (n={N}) | {N} | 40.0% (26.3 to 55.4%) | 60.0% (44.6 to 73.7%) | +20.0 pts |" \
+        in markdown
     assert f"{N_VERIFIED} of {N} test references were verified by a person" in markdown
     assert "  - reference (verified): " in markdown and "  - reference (unverified): " in markdown
 
     document = evaluation.html()
     assert f"<th>exact match, verified references (n={N_VERIFIED})</th>" in document
-    assert f"<td>exact match, verified references (n={N_VERIFIED})</td><td>100.0%</td><td>0.0%</td>" in document
-    assert f"<td>exact match, all references (n={N})</td><td>40.0%</td><td>60.0%</td>" in document
+    assert (f"<td>exact match, verified references (n={N_VERIFIED})</td><td>{N_VERIFIED}</td>"
+            "<td>100.0% (80.6 to 100.0%)</td><td>0.0% (0.0 to 19.4%)</td>") in document
+    assert (f"<td>exact match, all references (n={N})</td><td>{N}</td><td>40.0% (26.3 to 55.4%)</td>"
+            "<td>60.0% (44.6 to 73.7%)</td>") in document
 
     lines = summary(database).splitlines()
     assert f"  test references verified by a person: {N_VERIFIED} of {N} (the others are production outputs " \
            "that passed the assertions)" in lines
-    row = next(line for line in lines if line.startswith(f"  exact match, verified references (n={N_VERIFIED})"))
-    assert row.split()[-3:] == ["100.0%", "0.0%", f"{verified['p_value']:.2g}"]
-    row = next(line for line in lines if line.startswith("  agreement with production, unverified references"))
-    assert row.split()[-3:-1] == ["0.0%", "100.0%"]
-    row = next(line for line in lines if line.startswith(f"  exact match, all references (n={N})"))
-    assert row.split()[-3:-1] == ["40.0%", "60.0%"]
+    assert f"  Promotion gate: {evaluation.decision}." in lines
+    assert evaluation.decision == ("Not promoted: the fine-tuned model is not significantly better than its base "
+                                   "(passes all assertions (+0.0 pts, p=1); exact match (+20.0 pts, p=0.27))")
+    rows = {line.split("  ")[1]: line.split()[-8:] for line in lines if line.startswith("  ") and "%" in line}
+    assert rows[f"exact match, verified references (n={N_VERIFIED})"] == [
+        "100.0%", "0.0%", "-100.0", "pts", "(-100.0", "to", "-100.0)", f"{verified['p_value']:.2g}"]
+    assert rows[f"agreement with production, unverified references (n={n_unverified})"][:2] == ["0.0%", "100.0%"]
+    assert rows[f"exact match, all references (n={N})"] == ["40.0%", "60.0%", "+20.0", "pts", "(-10.0", "to", "+50.0)",
+                                                         "0.27"]
 
 
 def test_without_verified_references_only_the_labels_change(database):
@@ -279,13 +288,14 @@ def test_without_verified_references_only_the_labels_change(database):
     assert cand["exact_match_unverified"] == cand["exact_match"] and cand["exact_match_verified"] is None
     assert cand["exact_match_unverified_ci"] == cand["exact_match_ci"] and cand["n_verified"] == 0
     markdown = evaluation.markdown
-    assert "| exact match, verified references (n=0) | n/a | n/a | n/a | n/a | n/a | n/a |" in markdown
-    assert f"| agreement with production, unverified references (n={N}) | 25.0% | 75.0% | +50.0 pts |" in markdown
+    assert "| exact match, verified references (n=0) | n/a | n/a | n/a | n/a | n/a | n/a | n/a |" in markdown
+    assert (f"| agreement with production, unverified references (n={N}) | {N} | 25.0% (14.2 to 40.2%) | "
+            "75.0% (59.8 to 85.8%) | +50.0 pts |") in markdown
     assert "all references (n=" not in markdown  # the same figures as the row above
     assert "0 of 40 test references were verified by a person" in markdown
     document = report_html.render_html("ft-1", evaluation.summaries, {}, evaluation.judge, evaluation.comparisons,
                                        [], "v")
-    assert "<tr><td>exact match, verified references (n=0)</td>" + "<td>n/a</td>" * 6 + "</tr>" in document
+    assert "<tr><td>exact match, verified references (n=0)</td>" + "<td>n/a</td>" * 7 + "</tr>" in document
     assert "all references (n=" not in document
     lines = summary(database).splitlines()
     assert "  test references verified by a person: 0 of 40 (the others are production outputs that passed the " \

@@ -19,6 +19,101 @@ import polars as pl
 
 from pipeline.engine.core.connections import check_database_path, is_local
 
+#: People's agreement, as views over ``annotations`` (migration 12). An annotator's current
+#: decision on a trace is their latest row (by annotated_at, then annotation_id); a row with
+#: role 'adjudication' is a lead's settled label, never an annotator's vote. Corrections are
+#: compared as minified JSON when they parse, else as trimmed text. pipeline.engine.label.agreement
+#: runs these same statements over a frame, so the engine and the views cannot differ.
+AGREEMENT_VIEWS = """
+CREATE OR REPLACE VIEW annotator_decisions AS
+SELECT annotation_id, trace_id, label, failure_mode, correction, critique, annotator, annotated_at, source
+FROM annotations
+WHERE coalesce(role, 'annotation') <> 'adjudication'
+QUALIFY row_number() OVER (PARTITION BY trace_id, annotator ORDER BY annotated_at DESC, annotation_id DESC) = 1;
+
+CREATE OR REPLACE VIEW disagreements AS
+WITH per_trace AS (
+    SELECT trace_id, count(*) AS decisions,
+           count(DISTINCT label) > 1 AS on_label,
+           count(DISTINCT failure_mode) FILTER (WHERE label = 'bad') > 1 AS on_failure_mode,
+           count(DISTINCT CASE WHEN json_valid(correction) THEN json(correction)::VARCHAR
+                               ELSE trim(correction) END) > 1 AS on_correction,
+           list(annotator ORDER BY annotated_at, annotation_id) AS annotators,
+           list(label ORDER BY annotated_at, annotation_id) AS labels,
+           list(failure_mode ORDER BY annotated_at, annotation_id) AS failure_modes,
+           max(annotated_at) AS last_annotated_at
+    FROM annotator_decisions GROUP BY trace_id HAVING count(*) > 1)
+SELECT trace_id, decisions,
+       [d.aspect FOR d IN [{'aspect': 'label', 'differs': on_label},
+                           {'aspect': 'failure_mode', 'differs': on_failure_mode},
+                           {'aspect': 'correction', 'differs': on_correction}] IF d.differs] AS disagree_on,
+       annotators, labels, failure_modes, last_annotated_at
+FROM per_trace
+WHERE (on_label OR on_failure_mode OR on_correction)
+  AND trace_id NOT IN (SELECT trace_id FROM annotations WHERE role = 'adjudication')
+ORDER BY last_annotated_at, trace_id;
+
+CREATE OR REPLACE VIEW decided_labels AS
+WITH adjudications AS (
+    SELECT annotation_id, trace_id, label, failure_mode, correction, critique, annotator, annotated_at, source
+    FROM annotations WHERE role = 'adjudication'
+    QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY annotated_at DESC, annotation_id DESC) = 1),
+agreed AS (
+    SELECT trace_id, count(*) AS decisions,
+           first(correction ORDER BY annotated_at DESC, annotation_id DESC)
+               FILTER (WHERE correction IS NOT NULL) AS agreed_correction
+    FROM annotator_decisions
+    WHERE trace_id NOT IN (SELECT trace_id FROM adjudications)
+      AND trace_id NOT IN (SELECT trace_id FROM disagreements)
+    GROUP BY trace_id),
+latest AS (
+    SELECT d.annotation_id, d.trace_id, d.label, d.failure_mode, a.agreed_correction AS correction, d.critique,
+           d.annotator, d.annotated_at, d.source,
+           CASE WHEN a.decisions = 1 THEN 'single' ELSE 'agreement' END AS decided_by
+    FROM annotator_decisions d JOIN agreed a USING (trace_id)
+    QUALIFY row_number() OVER (PARTITION BY d.trace_id ORDER BY d.annotated_at DESC, d.annotation_id DESC) = 1)
+SELECT *, 'adjudication' AS decided_by FROM adjudications
+UNION ALL
+SELECT * FROM latest
+ORDER BY trace_id;
+
+CREATE OR REPLACE VIEW annotator_agreement AS
+WITH ranked AS (
+    SELECT trace_id, label, failure_mode,
+           row_number() OVER (PARTITION BY trace_id ORDER BY annotated_at, annotation_id) AS position
+    FROM annotator_decisions),
+pairs AS (
+    SELECT a.trace_id, a.label AS label_a, b.label AS label_b, a.failure_mode AS mode_a, b.failure_mode AS mode_b
+    FROM ranked a JOIN ranked b ON a.trace_id = b.trace_id AND a.position < b.position),
+modes AS (
+    SELECT mode_a AS mode FROM pairs WHERE mode_a IS NOT NULL
+    UNION SELECT mode_b FROM pairs WHERE mode_b IS NOT NULL),
+ratings AS (
+    SELECT 'label' AS aspect, NULL::VARCHAR AS failure_mode, trace_id, label_a AS a, label_b AS b FROM pairs
+    UNION ALL
+    SELECT 'failure_mode', m.mode, p.trace_id,
+           CASE WHEN p.mode_a IS NOT DISTINCT FROM m.mode THEN 'yes' ELSE 'no' END,
+           CASE WHEN p.mode_b IS NOT DISTINCT FROM m.mode THEN 'yes' ELSE 'no' END
+    FROM pairs p CROSS JOIN modes m),
+totals AS (
+    SELECT aspect, failure_mode, count(*) AS pairs, count(DISTINCT trace_id) AS traces,
+           avg((a = b)::INTEGER) AS agreement
+    FROM ratings GROUP BY aspect, failure_mode),
+marginals AS (
+    SELECT aspect, failure_mode, category, count(*) FILTER (WHERE side = 'a') AS n_a,
+           count(*) FILTER (WHERE side = 'b') AS n_b
+    FROM (SELECT aspect, failure_mode, a AS category, 'a' AS side FROM ratings
+          UNION ALL SELECT aspect, failure_mode, b, 'b' FROM ratings)
+    GROUP BY aspect, failure_mode, category),
+chance AS (
+    SELECT aspect, failure_mode, sum(n_a * n_b) AS products FROM marginals GROUP BY aspect, failure_mode)
+SELECT t.aspect, t.failure_mode, t.pairs, t.traces, t.agreement,
+       CASE WHEN c.products < t.pairs * t.pairs
+            THEN (t.agreement - c.products / (t.pairs * t.pairs)) / (1 - c.products / (t.pairs * t.pairs)) END AS kappa
+FROM totals t JOIN chance c ON t.aspect = c.aspect AND t.failure_mode IS NOT DISTINCT FROM c.failure_mode
+ORDER BY t.failure_mode NULLS FIRST;
+"""
+
 # Each migration runs once, in order, recorded in schema_migrations. Append; never edit.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "contract tables", """
@@ -160,6 +255,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         QUALIFY row_number() OVER (PARTITION BY trace_id ORDER BY annotated_at DESC, annotation_id DESC) = 1
               AND label = 'good')), false);
     """),
+    (10, "annotation edits: the decision a row supersedes", """
+    ALTER TABLE annotations ADD COLUMN IF NOT EXISTS supersedes VARCHAR;
+    """),
+    (11, "raw traces: the task's display text; top_failing_inputs by normalised input text", """
+    ALTER TABLE raw_traces ADD COLUMN IF NOT EXISTS display_text VARCHAR;
+    CREATE OR REPLACE VIEW top_failing_inputs AS
+    WITH traces AS (
+        SELECT trace_id, task, ts, input::VARCHAR AS input, coalesce(display_text, input::VARCHAR) AS input_text,
+               lower(trim(regexp_replace(coalesce(display_text, input::VARCHAR), '[[:space:]]+', ' ', 'g'))) AS text_key
+        FROM raw_traces)
+    SELECT t.task, min(t.input_text) AS input_text, count(DISTINCT t.trace_id) AS traces,
+           count(DISTINCT f.trace_id) AS failing_traces,
+           count(DISTINCT f.trace_id) / count(DISTINCT t.trace_id) AS failure_rate,
+           list(DISTINCT f.failure_mode ORDER BY f.failure_mode) FILTER (WHERE f.failure_mode IS NOT NULL) AS failure_modes,
+           count(DISTINCT t.input) AS distinct_inputs, max(t.ts) AS last_seen
+    FROM traces t LEFT JOIN labelled_failures f USING (trace_id)
+    GROUP BY t.task, t.text_key
+    HAVING count(f.trace_id) > 0
+    ORDER BY failing_traces DESC, failure_rate DESC, input_text;
+    """),
+    (12, "annotator agreement: adjudication role, agreement and disagreement views", """
+    ALTER TABLE annotations ADD COLUMN IF NOT EXISTS role VARCHAR DEFAULT 'annotation';
+    """ + AGREEMENT_VIEWS),
 ]
 
 CONTRACT_TABLES = (

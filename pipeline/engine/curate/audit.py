@@ -50,4 +50,4 @@ def audit_splits(conn: duckdb.DuckDBPyConnection, config: CurationConfig, task: 
                                    stored.filter(pl.col("split") != "test").select("example_id", "input").rows(),
                                    config.near_duplicate_threshold),
         sizes=split_sizes(stored.filter(pl.col("source") != "synthetic")["split"].to_list(), config.splits),
-        composition=stored.group_by("split", "source").len().sort("split", "source"))
+        composition=stored.group_by("split", "source").len("examples").sort("split", "source"))

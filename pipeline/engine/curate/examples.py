@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from pipeline.engine.core import store
-from pipeline.engine.label.annotations import latest_decisions
+from pipeline.engine.label.agreement import decided_labels
 from pipeline.engine.curate.dedup import DEFAULT_THRESHOLD, input_key, near_duplicate_pairs
 from pipeline.engine.curate.splits import NO_FAILURE, SPLITS, SplitConfig, assign_splits, group_id, split_sizes
 from pipeline.engine.tasks import Task, hooks
@@ -91,12 +91,15 @@ class CurationOptions:
 
 def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: pl.DataFrame,
                   task: Task) -> pl.DataFrame:
-    """Examples from production: traces that pass every assertion and were not judged bad by a
-    person (output normalised), and people's corrections (replacing the trace's output, normalised).
+    """Examples from production: traces that pass every assertion and were not judged bad by
+    people (output normalised), and people's corrections (replacing the trace's output, normalised).
 
-    Columns: example_id, source, parent_id (the trace), input, output, failure_mode (what the
-    corrected trace got wrong: the person's label, else its first failing check in the task's
-    order; None for traces), reference_verified (a correction; a trace whose latest decision is "good").
+    People's decision per trace is :func:`pipeline.engine.label.agreement.decided_labels` (the
+    adjudication, else the annotators' agreed decision): a trace whose annotators disagree and
+    that is not adjudicated yet counts as unlabelled. Columns: example_id, source, parent_id (the
+    trace), input, output, failure_mode (what the corrected trace got wrong: the person's label,
+    else its first failing check in the task's order; None for traces), reference_verified (a
+    correction; a trace whose decided label is "good").
     """
     failing = evaluations.filter(pl.col("passed") == False)  # noqa: E712
     order = {name: i for i, name in enumerate(task.check_names)}
@@ -104,7 +107,7 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
                                                                                    return_dtype=pl.Int64))
                      .sort("trace_id", "rank").group_by("trace_id", maintain_order=True)
                      .agg(pl.col("check_name").first().alias("failed")))
-    decisions = latest_decisions(annotations)
+    decisions = decided_labels(annotations)
     judged_bad = decisions.filter(pl.col("label") == "bad").select("trace_id")
     judged_good = decisions.filter(pl.col("label") == "good")["trace_id"].to_list()
     passing = (traces.filter(pl.col("error").is_null() | (pl.col("output") != ""))

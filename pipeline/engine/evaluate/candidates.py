@@ -53,8 +53,9 @@ class Candidates:
 
     @property
     def roles(self) -> dict[str, str]:
-        """Each model's role in the report."""
-        roles = {self.candidate_id: "candidate (fine-tuned)", self.base_id: "base"}
+        """Each model's label in the report: "fine-tuned" (the candidate), "base", "promoted" (the
+        model in use); a model in two roles has both ("base, promoted")."""
+        roles = {self.candidate_id: "fine-tuned", self.base_id: "base"}
         if self.promoted_id in roles:
             roles[self.promoted_id] += ", promoted"
         elif self.promoted_id:

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.engine.evaluate.candidates import Candidates
-from pipeline.engine.evaluate.gate import Thresholds, gate_against, skipped_metrics
+from pipeline.engine.evaluate.gate import Thresholds, decide_promotion, gate_against, skipped_metrics, verdict_details
 from pipeline.engine.evaluate.report import render, render_models
 from pipeline.engine.evaluate.report_html import render_html
 from pipeline.engine.evaluate.scoring import (JUDGE_METRIC, UNVERIFIED_METRIC, VERIFIED_METRIC,
@@ -38,7 +38,9 @@ REPORT_KEY = ["model_id", "baseline_model_id", "test_set_version"]
 @dataclass(frozen=True)
 class Evaluation:
     """One evaluation of the candidate. ``comparisons`` maps each baseline id to
-    ``{"comparison", "verdict", "examples"}``; ``gate`` lists the regressions that block promotion;
+    ``{"comparison", "verdict", "regressions", "examples"}``; ``gate`` lists the regressions that
+    block promotion; ``decision`` is the policy's decision in one sentence and ``promote`` whether
+    it promotes the candidate (against the model in use when evaluated), under ``thresholds``;
     ``judge_gates`` says whether the judge's pass rate was gated on; ``rows`` are eval_reports rows."""
 
     candidates: Candidates
@@ -49,17 +51,20 @@ class Evaluation:
     judge_gates: bool
     markdown: str
     rows: pl.DataFrame
+    decision: str
+    promote: bool
+    thresholds: Thresholds
 
     def verified_headline(self) -> dict[str, Any]:
         """How many test references a person verified, and both models' exact match on them and
-        their agreement on the others (None where there are none)."""
+        their agreement on the others, in percent (None where there are none)."""
         c = self.candidates
         base, candidate = self.summaries[c.base_id], self.summaries[c.candidate_id]
         return {"n_verified_references": candidate["n_verified"], "n_unverified_references": candidate["n_unverified"],
-                "base_exact_match_verified": base[VERIFIED_METRIC],
-                "candidate_exact_match_verified": candidate[VERIFIED_METRIC],
-                "base_agreement_unverified": base[UNVERIFIED_METRIC],
-                "candidate_agreement_unverified": candidate[UNVERIFIED_METRIC]}
+                "base_exact_match_verified_pct": _percent(base[VERIFIED_METRIC]),
+                "candidate_exact_match_verified_pct": _percent(candidate[VERIFIED_METRIC]),
+                "base_agreement_unverified_pct": _percent(base[UNVERIFIED_METRIC]),
+                "candidate_agreement_unverified_pct": _percent(candidate[UNVERIFIED_METRIC])}
 
     @property
     def html_name(self) -> str:
@@ -71,22 +76,39 @@ class Evaluation:
         """The whole report as one self-contained HTML document."""
         c = self.candidates
         return render_html(c.candidate_id, self.summaries, c.roles, self.judge, self.comparisons, self.gate, c.version,
-                           c.training)
+                           c.training, self.decision, self.thresholds.alpha, self.thresholds.min_regression)
+
+    @property
+    def verdict_vs_promoted(self) -> str:
+        """The verdict against the promoted model, or why there is none."""
+        c = self.candidates
+        if c.promoted_id is None:
+            return "n/a (no promoted model yet)"
+        if c.promoted_id == c.candidate_id:
+            return "n/a (the candidate is the promoted model)"
+        return self.comparisons[c.promoted_id]["verdict"]
 
     def headline(self) -> dict[str, Any]:
-        """The figures a person looks at first: the models, the verdict against the base, both
-        models' headline rates, whether the judge was on, and the models trained less than planned."""
+        """The figures a person looks at first: the gate's decision, the models, the verdicts
+        against the base and the promoted model, both models' headline rates in percent (one
+        decimal), whether the judge was on, and the models trained less than planned."""
         c = self.candidates
-        vs_base = self.comparisons[c.base_id]
-        return {"candidate": c.candidate_id, "base": c.base_id, "promoted": c.promoted_id or "none",
-                "test_set_version": c.version, "n_examples": c.test.height, "verdict_vs_base": vs_base["verdict"],
-                "base_passed_checks": vs_base["comparison"]["passed_checks"]["baseline"],
-                "candidate_passed_checks": vs_base["comparison"]["passed_checks"]["candidate"],
-                "base_exact_match": vs_base["comparison"]["exact_match"]["baseline"],
-                "candidate_exact_match": vs_base["comparison"]["exact_match"]["candidate"],
+        vs_base = self.comparisons[c.base_id]["comparison"]
+        return {"decision": self.decision, "candidate": c.candidate_id, "base": c.base_id,
+                "promoted": c.promoted_id or "none", "test_set_version": c.version, "n_examples": c.test.height,
+                "verdict_vs_base": self.comparisons[c.base_id]["verdict"], "verdict_vs_promoted": self.verdict_vs_promoted,
+                "base_passed_checks_pct": _percent(vs_base["passed_checks"]["baseline"]),
+                "candidate_passed_checks_pct": _percent(vs_base["passed_checks"]["candidate"]),
+                "base_exact_match_pct": _percent(vs_base["exact_match"]["baseline"]),
+                "candidate_exact_match_pct": _percent(vs_base["exact_match"]["candidate"]),
                 **self.verified_headline(),
                 "judge": self.judge["status"],
                 "under_trained": "; ".join(f"{m}: {r}" for m, r in under_trained(c.training).items()) or "none"}
+
+
+def _percent(share: float | None) -> float | None:
+    """A share as a percentage rounded to one decimal, as people read it."""
+    return None if share is None else round(100 * share, 1)
 
 
 def summaries_of(results: dict[str, pl.DataFrame], test: pl.DataFrame, judge: dict[str, Any],
@@ -114,24 +136,33 @@ def evaluate_candidates(candidates: Candidates, results: dict[str, pl.DataFrame]
     test = c.test.with_columns(reference_verified=pl.col("example_id").is_in(sorted(verified)))
     results = {m: mark_references(r, test) for m, r in results.items()}
     summaries = summaries_of(results, test, judge, task)
-    overview = render_models(summaries, c.roles, judge, c.version, c.training)
     now = now or datetime.now(timezone.utc)
-    rows, comparisons, gate, markdown = [], {}, [], overview
+    comparisons, gate, details = {}, [], {}
     for baseline_id in c.baselines:
         comparison = compare(results[candidate_id], results[baseline_id])
         decision, found = gate_against(comparison, baseline_id, thresholds, skip)
-        examples = examples_won_and_lost(results[candidate_id], results[baseline_id], test, task)
         gate += found
-        report = render(candidate_id, baseline_id, summaries, comparison, decision, examples, c.version)
+        details[baseline_id] = verdict_details(comparison, decision, thresholds, skip)
+        comparisons[baseline_id] = {"comparison": comparison, "verdict": decision, "regressions": found,
+                                    "examples": examples_won_and_lost(results[candidate_id], results[baseline_id],
+                                                                      test, task)}
+    sentence, promote = decide_promotion(candidate_id, c.base_id, {b: i["verdict"] for b, i in comparisons.items()},
+                                         c.promoted_id, details)
+    overview = render_models(summaries, c.roles, judge, c.version, c.training, sentence, gate, thresholds.alpha,
+                             thresholds.min_regression)
+    rows, markdown = [], overview
+    for baseline_id, item in comparisons.items():
+        report = render(candidate_id, baseline_id, summaries, item["comparison"], item["verdict"], item["examples"],
+                        c.version, c.roles)
         markdown += "\n" + report
-        comparisons[baseline_id] = {"comparison": comparison, "verdict": decision, "examples": examples}
         rows.append({"model_id": candidate_id, "baseline_model_id": baseline_id, "test_set_version": c.version,
-                     "n_examples": c.test.height, "verdict": decision, "report_markdown": overview + "\n" + report,
-                     "created_at": now,
+                     "n_examples": c.test.height, "verdict": item["verdict"],
+                     "report_markdown": overview + "\n" + report, "created_at": now,
                      "metrics": json.dumps({"candidate": summaries[candidate_id], "baseline": summaries[baseline_id],
-                                            "comparison": comparison, "judge": judge, "regressions": found,
+                                            "comparison": item["comparison"], "judge": judge,
+                                            "regressions": item["regressions"], "decision": sentence,
                                             "thresholds": {"alpha": thresholds.alpha,
                                                            "min_regression": thresholds.min_regression,
                                                            "judge_gates": JUDGE_METRIC not in skip}})})
     return Evaluation(candidates, judge, summaries, comparisons, gate, JUDGE_METRIC not in skip, markdown,
-                      pl.DataFrame(rows, schema=REPORT_SCHEMA))
+                      pl.DataFrame(rows, schema=REPORT_SCHEMA), sentence, promote, thresholds)

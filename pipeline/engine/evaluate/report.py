@@ -1,16 +1,24 @@
 """The evaluation report as markdown, for the Dagster UI and the eval_reports table.
 
-:func:`render_models` is the overview (an under-trained model flagged first, every model's rates,
-latency and cost, how each trained against its plan, the judge's alignment); :func:`render`
-compares a candidate with one baseline on the same examples: rates per report slice when the task
-has slices (the summaries' ``slices``), and examples shown by their ``text`` (what the task says a
-person reads first of an input).
+:func:`render_models` is the overview: the gate's decision with its reason first, then an
+under-trained model flagged, the models (a readable label, the id once for lookup, how each
+trained against its plan and on which data), every model's rates with their n and 95% intervals,
+latency and cost, the judge's alignment, and what each figure means; :func:`render` compares the
+candidate with one baseline on the same examples: each metric's difference with its interval and
+McNemar test, rates per report slice when the task has slices (the summaries' ``slices``), failure
+modes, and examples shown by their ``text`` (what the task says a person reads first of an input).
+
+Models are named by their label (``labels``: "fine-tuned", "base", "promoted", from
+:attr:`pipeline.engine.evaluate.candidates.Candidates.roles`); a model without one by its id.
 
 Exact match is shown by reference, each with its count: "exact match, verified references" (a
 person wrote or approved the reference) and "agreement with production, unverified references"
 (the reference is a production output that passed the assertions, so matching it measures
 agreement with the production model); "exact match, all references", what the gate reads, is
 shown when the test set holds both kinds (otherwise it equals the one non-empty row).
+
+The helpers that turn figures into text (:func:`rate_text`, :func:`count_text`,
+:func:`definitions`, ...) are shared with the HTML report.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.engine.evaluate.scoring import JUDGE_METRIC, LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC
+from pipeline.engine.evaluate.scoring import (JUDGE_METRIC, LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC,
+                                              proportion_ci)
 from pipeline.engine.train.registry import Training, under_trained
 
 
@@ -42,20 +51,79 @@ def _text(text: str) -> str:
     return out
 
 
-def _pct(value: float | None) -> str:
+def _prose(text: str) -> str:
+    """Text in a sentence escaped for markdown: only what could start markup (links, emphasis,
+    code, HTML, table cells), so "(-4.1 pts, p=0.012)" stays as written."""
+    out = _one_line(str(text))
+    for ch in "\\`*_[]<>|":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal ("42.2%"); "n/a" when not measured."""
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _interval(low: float | None, high: float | None) -> str:
+def interval_text(low: float | None, high: float | None) -> str:
+    """An interval of shares as percentages ("38.1 to 46.4%"); "n/a" when there is none."""
     return "n/a" if low is None or high is None else f"{100 * low:.1f} to {100 * high:.1f}%"
 
 
-def _judge_cell(judge: dict[str, Any] | None) -> tuple[str, str]:
+def rate_text(value: float | None, interval: list[float] | tuple[float, float] | None) -> str:
+    """A rate with its 95% interval: "42.2% (38.1 to 46.4%)"; the rate alone without one."""
+    if value is None or not interval:
+        return pct(value)
+    return f"{pct(value)} ({interval_text(*interval)})"
+
+
+def count_text(rate: float | None, n: int) -> str:
+    """A rate over ``n`` examples with its Wilson interval (the count is ``rate * n``)."""
+    if rate is None or not n:
+        return "n/a"
+    return rate_text(rate, proportion_ci(round(rate * n), n))
+
+
+def points(value: float) -> str:
+    """A difference of shares in points: "+3.4 pts"."""
+    return f"{100 * value:+.1f} pts"
+
+
+def p_text(p: float) -> str:
+    """A p-value to two significant digits."""
+    return f"{p:.2g}"
+
+
+def label(labels: dict[str, str], model_id: str) -> str:
+    """The model's readable label, else its id."""
+    return labels.get(model_id, model_id)
+
+
+def _label(labels: dict[str, str], model_id: str) -> str:
+    """The label in markdown (an id, untrusted, as code)."""
+    return labels[model_id].replace("|", "\\|") if model_id in labels else _code(model_id)
+
+
+def _named(labels: dict[str, str], model_id: str) -> str:
+    """The label with the id for lookup ("fine-tuned (`ft-1`)"); the id alone without a label."""
+    return f"{_label(labels, model_id)} ({_code(model_id)})" if model_id in labels else _code(model_id)
+
+
+def judge_cells(judge: dict[str, Any] | None) -> tuple[str, str]:
+    """(observed pass rate with n and its interval, corrected pass rate with its bootstrap interval)."""
     if not judge or judge.get("observed") is None:
         return "n/a", "n/a"
     corrected = ("n/a" if judge.get("corrected") is None else
-                 f"{_pct(judge['corrected'])} ({_interval(judge['ci_low'], judge['ci_high'])})")
-    return f"{_pct(judge['observed'])} (n={judge['n']})", corrected
+                 rate_text(judge["corrected"], (judge["ci_low"], judge["ci_high"])
+                           if judge.get("ci_low") is not None else None))
+    return f"{count_text(judge['observed'], judge['n'])}, n={judge['n']}", corrected
+
+
+def call_cells(summary: dict[str, Any]) -> tuple[str, str]:
+    """(mean latency per call, mean cost per call) as people read them."""
+    latency, cost = summary.get("latency_ms_per_call"), summary.get("cost_usd_per_call")
+    return ("n/a" if latency is None else f"{latency:.1f} ms",
+            "n/a (local model)" if cost is None else f"${cost:.5f}")
 
 
 def reference_counts(summaries: dict[str, dict[str, Any]]) -> tuple[int, int, int]:
@@ -75,6 +143,18 @@ def reference_rows(summaries: dict[str, dict[str, Any]], all_references: bool = 
     return rows + [("exact_match", f"exact match, all references (n={n})")] * both
 
 
+def rate_columns(summaries: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(metric, column header with its n) of the overview's rate columns: passes all assertions and
+    exact match by reference."""
+    n = reference_counts(summaries)[0]
+    return [("passed_checks", f"{LABELS['passed_checks']} (n={n})"), *reference_rows(summaries, all_references=False)]
+
+
+def model_rates(summary: dict[str, Any], columns: list[tuple[str, str]]) -> list[str]:
+    """One model's rates in ``columns`` order, each with its 95% interval."""
+    return [rate_text(summary.get(metric), summary.get(f"{metric}_ci")) for metric, _ in columns]
+
+
 def comparison_rows(summaries: dict[str, dict[str, Any]],
                     comparison: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any] | None]]:
     """(label, change) of the comparison table's rows in order: passes all assertions, exact match
@@ -84,6 +164,64 @@ def comparison_rows(summaries: dict[str, dict[str, Any]],
             (JUDGE_METRIC, "judge pass (observed)")]
     return [(label, comparison.get(metric)) for metric, label in rows
             if metric in comparison or metric in (VERIFIED_METRIC, UNVERIFIED_METRIC)]
+
+
+def change_cells(c: dict[str, Any] | None) -> list[str]:
+    """A comparison row's cells: n, baseline, candidate (each with its Wilson interval), the
+    difference, its paired bootstrap interval, wins / losses, McNemar p ("n/a" throughout without one)."""
+    if c is None:
+        return ["n/a"] * 7
+    n = c.get("n", 0)
+    return [str(n), count_text(c["baseline"], n), count_text(c["candidate"], n), points(c["difference"]),
+            f"{points(c['ci_low'])} to {points(c['ci_high'])}", f"{c['wins']} / {c['losses']}", p_text(c["p_value"])]
+
+
+def slice_rows(summaries: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, list[str]]]]:
+    """(slice name, rows) of the models' rates per report slice: each slice with n, then each
+    model's share passing all assertions and exact match with their intervals, in ``summaries``
+    order; (None, []) when the summaries have no slices."""
+    sliced = [s.get("slices") or {} for s in summaries]
+    name = next((s["name"] for s in sliced if s.get("name")), None)
+    values = [s.get("values", {}) for s in sliced]
+    rows = []
+    for key in sorted({k for v in values for k in v}):
+        n = next((v[key]["n"] for v in values if key in v), 0)
+        rows.append((key, [str(n), *(count_text(v.get(key, {}).get(metric), n) for v in values
+                                     for metric in ("passed_checks", "exact_match"))]))
+    return (name, rows) if name and rows else (None, [])
+
+
+def failure_rows(summaries: dict[str, dict[str, Any]], order: list[str]) -> list[tuple[str, list[str]]]:
+    """(failure mode, each model's share of test examples failing it, with its interval, in ``order``)."""
+    modes = sorted({m for model in order for m in summaries[model]["failure_rates"]})
+    return [(mode, [count_text(summaries[m]["failure_rates"].get(mode, 0.0), summaries[m]["n_examples"])
+                    for m in order]) for mode in modes]
+
+
+def definitions(alpha: float | None = None, min_regression: float | None = None) -> list[tuple[str, str]]:
+    """(term, definition) of every figure in the report; the significance rule with the gate's
+    thresholds when given."""
+    significant = ("McNemar p below alpha" if alpha is None else
+                   f"McNemar p below {alpha:g} and a change of at least {100 * (min_regression or 0):.1f} pts")
+    return [
+        ("n", "the test examples a figure is measured on: real traces never seen in training"),
+        (LABELS["passed_checks"], "share of outputs passing every assertion of the task"),
+        ("exact match", "share of outputs equal to the reference once both are in the task's canonical form"),
+        (LABELS[VERIFIED_METRIC], "exact match where a person wrote or approved the reference: correctness"),
+        (LABELS[UNVERIFIED_METRIC], "exact match where the reference is a production output that passed the "
+                                    "assertions: agreement with the production model, not correctness"),
+        ("judge pass (observed)", "share of outputs the LLM judge calls good"),
+        ("judge pass (corrected)", "the observed rate corrected for the judge's error rates on people's labels: "
+                                   "(p + TNR - 1) / (TPR + TNR - 1)"),
+        ("95% interval", "Wilson score interval for a rate; bootstrap for the corrected judge rate"),
+        ("difference", "candidate minus baseline on the same examples, in percentage points, with a paired "
+                       "bootstrap 95% interval"),
+        ("wins / losses", "examples only the candidate gets right / only the baseline gets right"),
+        ("McNemar p", "exact two-sided McNemar test on the paired outcomes (two significant digits)"),
+        ("significant", significant + "; the gate reads passes all assertions, exact match over all references "
+                                      "and the judge when it is aligned with people"),
+        ("latency, cost per call", "mean over the test examples; cost is n/a for a local model"),
+    ]
 
 
 def reference_note(summaries: dict[str, dict[str, Any]]) -> str:
@@ -100,8 +238,8 @@ def judge_status(judge: dict[str, Any]) -> list[str]:
         return [f"_The judge was off: {_text(judge.get('reason', 'no judge model configured'))}._"]
     align = judge["alignment"]
     lines = [f"Judge `{_one_line(judge['version'])}`: agreement with people "
-             f"{_pct(align['agreement'])} on {align['n_labelled']} labelled traces "
-             f"(true positive rate {_pct(align['tpr'])}, true negative rate {_pct(align['tnr'])}; "
+             f"{pct(align['agreement'])} on {align['n_labelled']} labelled traces "
+             f"(true positive rate {pct(align['tpr'])}, true negative rate {pct(align['tnr'])}; "
              f"few-shot traces excluded). Corrected pass rates use these rates."]
     if align["flagged"]:
         lines += ["", f"**Warning: the judge is not aligned with people: {_text(align['flag_reason'])}. "
@@ -109,100 +247,95 @@ def judge_status(judge: dict[str, Any]) -> list[str]:
     return lines
 
 
-def training_section(summaries: dict[str, dict[str, Any]], training: dict[str, Training]) -> list[str]:
-    """Markdown lines: how each registered model trained, planned vs actual (none when none is)."""
-    known = [m for m in summaries if m in training]
-    if not known:
-        return []
-    lines = ["", "## Training (trained of planned)", "",
-             "| model | data version | steps | epochs | tokens | training |", "|---|---|---|---|---|---|"]
-    for m in known:
-        t = training[m]
-        lines.append(f"| {_code(m)} | {_code(t.data_version)} | {t.steps_text} | {t.epochs_text} | {t.tokens_text} | "
-                     f"{_text(t.state)} |")
+def models_section(summaries: dict[str, dict[str, Any]], labels: dict[str, str],
+                   training: dict[str, Training]) -> list[str]:
+    """Markdown lines: each model's label and id, and how it trained (planned vs actual, its data)."""
+    lines = ["## Models", "", "| model | model id | data version | steps (trained of planned) | "
+             "epochs (trained of planned) | tokens | training |", "|---|---|---|---|---|---|---|"]
+    for m in summaries:
+        t = training.get(m, Training())
+        lines.append(f"| {_label(labels, m)} | {_code(m)} | {_code(t.data_version) if t.data_version else 'n/a'} | "
+                     f"{t.steps_text} | {t.epochs_text} | {t.tokens_text} | {_text(t.state)} |")
     return lines
 
 
-def render_models(summaries: dict[str, dict[str, Any]], roles: dict[str, str], judge: dict[str, Any],
-                  test_set_version: str, training: dict[str, Training] | None = None) -> str:
-    """Markdown overview: an under-trained model flagged first, one row per model on the test set,
-    each registered model's training (``training``: model id -> planned vs actual), and the judge's status."""
-    n = next(iter(summaries.values()))["n_examples"] if summaries else 0
+def render_models(summaries: dict[str, dict[str, Any]], labels: dict[str, str], judge: dict[str, Any],
+                  test_set_version: str, training: dict[str, Training] | None = None, decision: str | None = None,
+                  gate: list[str] | None = None, alpha: float | None = None,
+                  min_regression: float | None = None) -> str:
+    """Markdown overview: the gate's ``decision`` and the ``gate``'s blocking regressions first, an
+    under-trained model flagged, the models with their training (``training``: model id -> planned
+    vs actual), one row of rates per model on the test set, the judge's status and the definitions
+    (with the gate's ``alpha`` and ``min_regression``)."""
+    n = reference_counts(summaries)[0]
     training = training or {}
-    flags = [f"**Under-trained: {_code(m)}: {_text(reason)}.**" for m, reason in under_trained(training).items()
-             if m in summaries]
-    exact = reference_rows(summaries, all_references=False)
-    lines = [f"# Eval report, test set `{test_set_version}` ({n} real examples never seen in training)", "",
-             *flags, *([""] if flags else []),
-             "| model | role | passes all assertions | " + " | ".join(label for _, label in exact) +
-             " | judge pass (observed) | judge pass (corrected, 95% CI) | latency per call | cost per call |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    flags = [f"**Under-trained: {_named(labels, m)}: {_text(reason)}.**"
+             for m, reason in under_trained(training).items() if m in summaries]
+    columns = rate_columns(summaries)
+    lines = [f"# Eval report, test set `{test_set_version}` (n={n} real examples never seen in training)", ""]
+    if decision:
+        lines += [f"**{_prose(decision)}.**", ""]
+    if gate:
+        lines += ["Blocking regressions:", *(f"- {_prose(r)}" for r in gate), ""]
+    lines += [*flags, *([""] if flags else [])]
+    lines += models_section(summaries, labels, training)
+    lines += ["", "## Rates (95% intervals)", "",
+              "| model | " + " | ".join(header for _, header in columns) +
+              " | judge pass (observed) | judge pass (corrected) | latency per call | cost per call |",
+              "|---|" + "---|" * (len(columns) + 4)]
     for model_id, summary in summaries.items():
-        observed, corrected = _judge_cell(summary.get("judge"))
-        latency = summary.get("latency_ms_per_call")
-        cost = summary.get("cost_usd_per_call")
-        lines.append(
-            f"| {_code(model_id)} | {roles.get(model_id, '')} | {_pct(summary['passed_checks'])} | "
-            + "".join(f"{_pct(summary.get(metric))} | " for metric, _ in exact) + f"{observed} | {corrected} | "
-            f"{'n/a' if latency is None else f'{latency:.1f} ms'} | "
-            f"{'n/a (local model)' if cost is None else f'${cost:.5f}'} |")
-    lines += ["", reference_note(summaries)]
-    lines += training_section(summaries, training) + ["", "## Judge", ""] + judge_status(judge)
+        observed, corrected = judge_cells(summary.get("judge"))
+        latency, cost = call_cells(summary)
+        lines.append(f"| {_label(labels, model_id)} | " + " | ".join(model_rates(summary, columns)) +
+                     f" | {observed} | {corrected} | {latency} | {cost} |")
+    lines += ["", reference_note(summaries), "", "## Judge", "", *judge_status(judge), "", "## Definitions", ""]
+    lines += [f"- **{term}**: {meaning}" for term, meaning in definitions(alpha, min_regression)]
     return "\n".join(lines) + "\n"
 
 
-def slice_section(cand: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """Markdown lines: both models' rates per report slice ("By <slice name>"); none when the
-    summaries have no slices."""
-    name = (cand.get("slices") or base.get("slices") or {}).get("name")
-    by_c, by_b = (cand.get("slices") or {}).get("values", {}), (base.get("slices") or {}).get("values", {})
-    slices = sorted(set(by_c) | set(by_b))
-    if not name or not slices:
+def slice_section(cand: dict[str, Any], base: dict[str, Any], names: tuple[str, str] = ("baseline", "candidate")) -> list[str]:
+    """Markdown lines: both models' rates per report slice ("By <slice name>"), with n and
+    intervals; none when the summaries have no slices. ``names``: (baseline, candidate) labels."""
+    name, rows = slice_rows([base, cand])
+    if name is None:
         return []
-    lines = ["", f"## By {_text(name)}", "", f"| {_text(name)} | n | baseline pass / exact | candidate pass / exact |",
-             "|---|---|---|---|"]
-    for s in slices:
-        b, c = by_b.get(s, {}), by_c.get(s, {})
-        lines.append(f"| {_text(s)} | {c.get('n', b.get('n', 0))} | {_pct(b.get('passed_checks'))} / "
-                     f"{_pct(b.get('exact_match'))} | {_pct(c.get('passed_checks'))} / {_pct(c.get('exact_match'))} |")
-    return lines
+    headers = [f"{who}: {what}" for who in names for what in ("passes all assertions", "exact match")]
+    lines = ["", f"## By {_text(name)}", "", f"| {_text(name)} | n | " + " | ".join(headers) + " |",
+             "|---|---|" + "---|" * len(headers)]
+    return lines + [f"| {_text(s)} | " + " | ".join(cells) + " |" for s, cells in rows]
 
 
 def render(candidate_id: str, baseline_id: str, summaries: dict[str, dict[str, Any]],
            comparison: dict[str, dict[str, Any]], verdict: str, examples: dict[str, pl.DataFrame],
-           test_set_version: str) -> str:
+           test_set_version: str, labels: dict[str, str] | None = None) -> str:
     """Markdown comparing ``candidate_id`` with ``baseline_id`` on one test set."""
+    labels = labels or {}
     cand, base = summaries[candidate_id], summaries[baseline_id]
+    names = (_label(labels, baseline_id), _label(labels, candidate_id))
     lines = [
-        f"# Eval report: `{candidate_id}` vs `{baseline_id}`",
+        f"# Eval report: {names[1]} vs {names[0]}: {verdict.replace('_', ' ')}",
         "",
-        f"Test set `{test_set_version}`, {cand['n_examples']} real examples never seen in training. "
+        "".join(f"{labels[m]} {_code(m)}; " for m in (candidate_id, baseline_id) if m in labels)
+        + f"test set `{test_set_version}`, n={cand['n_examples']} real examples never seen in training. "
         f"**Verdict: {verdict.replace('_', ' ')}.**",
         "",
-        "| metric | baseline | candidate | difference | 95% CI (paired bootstrap) | wins / losses | McNemar p |",
-        "|---|---|---|---|---|---|---|",
+        f"| metric | n | {names[0]} | {names[1]} | difference | 95% CI (paired bootstrap) | wins / losses | McNemar p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for label, c in comparison_rows(summaries, comparison):
-        if c is None:
-            lines.append(f"| {label} | n/a | n/a | n/a | n/a | n/a | n/a |")
-            continue
-        lines.append(f"| {label} | {_pct(c['baseline'])} | {_pct(c['candidate'])} | "
-                     f"{100 * c['difference']:+.1f} pts | {100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f} pts | "
-                     f"{c['wins']} / {c['losses']} | {c['p_value']:.2g} |")
+    lines += [f"| {metric} | " + " | ".join(change_cells(c)) + " |" for metric, c in comparison_rows(summaries, comparison)]
     lines += ["", reference_note(summaries) + " The promotion gate reads passes all assertions and exact match over "
               "all references (and the judge's pass rate when the judge is aligned with people and allowed to gate)."]
-    lines += slice_section(cand, base)
-    modes = sorted(set(cand["failure_rates"]) | set(base["failure_rates"]))
-    if modes:
-        lines += ["", "## Failure modes (share of test examples)", "", "| failure mode | baseline | candidate |",
-                  "|---|---|---|"]
-        lines += [f"| {m} | {_pct(base['failure_rates'].get(m, 0.0))} | {_pct(cand['failure_rates'].get(m, 0.0))} |"
-                  for m in modes]
-    for kind, title in (("won", "Examples the candidate wins"), ("lost", "Examples the candidate loses")):
+    lines += slice_section(cand, base, names)
+    failures = failure_rows(summaries, [baseline_id, candidate_id])
+    if failures:
+        lines += ["", f"## Failure modes (share of test examples, n={cand['n_examples']})", "",
+                  f"| failure mode | {names[0]} | {names[1]} |", "|---|---|---|"]
+        lines += [f"| {_text(mode)} | " + " | ".join(cells) + " |" for mode, cells in failures]
+    for kind, title in (("won", f"Examples {names[1]} wins"), ("lost", f"Examples {names[1]} loses")):
         frame = examples[kind]
         lines += ["", f"## {title} ({frame.height} shown)"]
         for row in frame.iter_rows(named=True):
-            kind = "verified" if row["reference_verified"] else "unverified"
-            lines += ["", f"- **{_text(row['text'])}**", f"  - reference ({kind}): {_code(row['reference'])}",
-                      f"  - candidate: {_code(row['output'])}", f"  - baseline: {_code(row['output_baseline'])}"]
+            verified = "verified" if row["reference_verified"] else "unverified"
+            lines += ["", f"- **{_text(row['text'])}**", f"  - reference ({verified}): {_code(row['reference'])}",
+                      f"  - {names[1]}: {_code(row['output'])}", f"  - {names[0]}: {_code(row['output_baseline'])}"]
     return "\n".join(lines) + "\n"

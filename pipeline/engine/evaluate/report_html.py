@@ -1,9 +1,13 @@
 """The eval report as one self-contained HTML file (tables and an embedded PNG chart).
 
-Examples are shown by their ``text`` (what the task says a person reads first of an input; see
+The same figures as the markdown report (:mod:`pipeline.engine.evaluate.report`, whose helpers
+turn them into text): the gate's decision with its reason at the top, the models by their label
+with their id and training, every rate with its n and 95% interval, each comparison, the rates
+per report slice, failure modes, the judge, the definitions, and the examples each model wins
+and loses, shown by their ``text`` (what the task says a person reads first of an input; see
 :func:`pipeline.engine.evaluate.scoring.examples_won_and_lost`). Every piece of trace or model
-text is HTML-escaped; the chart is drawn with matplotlib's
-non-interactive Agg backend and inlined as base64, so the file opens anywhere offline.
+text is HTML-escaped; the chart is drawn with matplotlib's non-interactive Agg backend and
+inlined as base64, so the file opens anywhere offline.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
-from pipeline.engine.evaluate.report import comparison_rows, reference_note, reference_rows  # noqa: E402
+from pipeline.engine.evaluate.report import (  # noqa: E402
+    call_cells, change_cells, comparison_rows, definitions, failure_rows, judge_cells, label, model_rates, pct,
+    rate_columns, reference_counts, reference_note, slice_rows,
+)
 from pipeline.engine.evaluate.scoring import UNVERIFIED_METRIC, VERIFIED_METRIC  # noqa: E402
 from pipeline.engine.train.registry import Training, under_trained  # noqa: E402
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
-th{background:#f4f4f4}code{background:#f6f6f6;padding:0 .2em;word-break:break-all}
+th{background:#f4f4f4}code{background:#f6f6f6;padding:0 .2em;word-break:break-all}dt{font-weight:bold}
 .bad{color:#a00;font-weight:bold}.ok{color:#070;font-weight:bold}img{max-width:100%}"""
 
 
@@ -35,20 +42,31 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+def _named(labels: dict[str, str], model_id: str) -> str:
+    """The label with the id for lookup; the id alone without a label."""
+    return (f"{_e(labels[model_id])} " if model_id in labels else "") + f"<code>{_e(model_id)}</code>"
 
 
-def chart_png(summaries: dict[str, dict[str, Any]]) -> bytes:
+def _row(cells: list[str], header: bool = False) -> str:
+    """A table row of escaped cells."""
+    tag = "th" if header else "td"
+    return "<tr>" + "".join(f"<{tag}>{_e(c)}</{tag}>" for c in cells) + "</tr>"
+
+
+def chart_png(summaries: dict[str, dict[str, Any]], labels: dict[str, str] | None = None) -> bytes:
     """Grouped bars: each model's headline rates with 95% intervals (judge: corrected rate); exact
-    match on verified references and agreement on unverified ones apart."""
-    metrics = [("passed_checks", "passes all\nassertions"), (VERIFIED_METRIC, "exact match,\nverified refs"),
-               (UNVERIFIED_METRIC, "agreement,\nunverified refs")]
+    match on verified references and agreement on unverified ones apart; each group says its n,
+    the legend names each model by its label."""
+    n, verified, unverified = reference_counts(summaries)
+    metrics = [("passed_checks", f"passes all\nassertions\n(n={n})"),
+               (VERIFIED_METRIC, f"exact match,\nverified refs\n(n={verified})"),
+               (UNVERIFIED_METRIC, f"agreement,\nunverified refs\n(n={unverified})")]
     if any((s.get("judge") or {}).get("corrected") is not None for s in summaries.values()):
-        metrics.append(("judge", "judge pass\n(corrected)"))
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+        judged = next(s["judge"]["n"] for s in summaries.values() if (s.get("judge") or {}).get("corrected") is not None)
+        metrics.append(("judge", f"judge pass\n(corrected)\n(n={judged})"))
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
     width = 0.8 / max(1, len(summaries))
-    for n, (model_id, summary) in enumerate(summaries.items()):
+    for k, (model_id, summary) in enumerate(summaries.items()):
         values, lows, highs = [], [], []
         for key, _ in metrics:
             if key == "judge":
@@ -65,9 +83,9 @@ def chart_png(summaries: dict[str, dict[str, Any]]) -> bytes:
             values.append(100 * value)
             lows.append(100 * max(0.0, value - low))
             highs.append(100 * max(0.0, high - value))
-        positions = [m + (n - (len(summaries) - 1) / 2) * width for m in range(len(metrics))]
-        ax.bar(positions, values, width, yerr=[lows, highs], capsize=3, label=model_id[:40])
-    ax.set_xticks(range(len(metrics)), [label for _, label in metrics])
+        positions = [m + (k - (len(summaries) - 1) / 2) * width for m in range(len(metrics))]
+        ax.bar(positions, values, width, yerr=[lows, highs], capsize=3, label=label(labels or {}, model_id)[:40])
+    ax.set_xticks(range(len(metrics)), [text for _, text in metrics], fontsize=8)
     ax.set_ylim(0, 105)
     ax.set_ylabel("% of test examples")
     ax.set_title("95% intervals: Wilson (assertions, exact match), bootstrap (judge)", fontsize=8)
@@ -80,94 +98,110 @@ def chart_png(summaries: dict[str, dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def _examples(frame: pl.DataFrame) -> str:
+def _examples(frame: pl.DataFrame, names: tuple[str, str]) -> str:
+    """The examples as a list: the text, the reference, the candidate's and the baseline's output
+    (``names``: the baseline's and the candidate's labels)."""
     if frame.is_empty():
         return "<p>none</p>"
     items = []
     for row in frame.iter_rows(named=True):
         kind = "verified" if row["reference_verified"] else "unverified"
         items.append(f"<li><b>{_e(row['text'])}</b><br>reference ({kind}): <code>{_e(row['reference'])}</code><br>"
-                     f"candidate: <code>{_e(row['output'])}</code><br>baseline: <code>{_e(row['output_baseline'])}</code></li>")
+                     f"{_e(names[1])}: <code>{_e(row['output'])}</code><br>"
+                     f"{_e(names[0])}: <code>{_e(row['output_baseline'])}</code></li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _training(summaries: dict[str, dict[str, Any]], training: dict[str, Training]) -> list[str]:
-    """The training table: each registered model's steps, epochs and tokens, trained of planned."""
-    known = {m: training[m] for m in summaries if m in training}
-    if not known:
-        return []
-    rows = [f"<tr><td><code>{_e(m)}</code></td><td><code>{_e(t.data_version)}</code></td><td>{_e(t.steps_text)}</td>"
-            f"<td>{_e(t.epochs_text)}</td><td>{_e(t.tokens_text)}</td>"
-            f"<td{' class=bad' if t.complete is False else ''}>{_e(t.state)}</td></tr>" for m, t in known.items()]
-    return ["<h2>Training (trained of planned)</h2><table><tr><th>model</th><th>data version</th><th>steps</th>"
-            "<th>epochs</th><th>tokens</th><th>training</th></tr>", *rows, "</table>"]
+def _models(summaries: dict[str, dict[str, Any]], labels: dict[str, str], training: dict[str, Training]) -> list[str]:
+    """The models table: each model's label, its id (for lookup), and how it trained, trained of planned."""
+    rows = []
+    for m in summaries:
+        t = training.get(m, Training())
+        rows.append(f"<tr><td>{_e(label(labels, m))}</td><td><code>{_e(m)}</code></td>"
+                    f"<td>{f'<code>{_e(t.data_version)}</code>' if t.data_version else 'n/a'}</td>"
+                    f"<td>{_e(t.steps_text)}</td><td>{_e(t.epochs_text)}</td><td>{_e(t.tokens_text)}</td>"
+                    f"<td{' class=bad' if t.complete is False else ''}>{_e(t.state)}</td></tr>")
+    return ["<h2>Models</h2><table>" + _row(["model", "model id", "data version", "steps (trained of planned)",
+                                              "epochs (trained of planned)", "tokens", "training"], header=True),
+            *rows, "</table>"]
 
 
-def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], roles: dict[str, str],
+def _gate(decision: str | None, gate: list[str]) -> list[str]:
+    """The gate's decision with its reason (or, without one, whether it blocks), and the blocking regressions."""
+    blocked = bool(gate) or (decision is not None and not decision.startswith("Promoted"))
+    said = decision or ("blocked" if gate else "no significant regression")
+    parts = [f"<p class='{'bad' if blocked else 'ok'}'>Promotion gate: {_e(said)}.</p>"]
+    if gate:
+        parts.append("<p>Blocking regressions:</p><ul>" + "".join(f"<li>{_e(r)}</li>" for r in gate) + "</ul>")
+    return parts
+
+
+def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], labels: dict[str, str],
                 judge: dict[str, Any], comparisons: dict[str, dict[str, Any]], gate: list[str],
-                test_set_version: str, training: dict[str, Training] | None = None) -> str:
-    """The whole report as an HTML document. ``comparisons`` maps each baseline id to
-    ``{"comparison", "verdict", "examples"}``; ``gate`` lists the regressions that block promotion;
-    ``training`` (model id -> planned vs actual) flags an under-trained model near the top."""
+                test_set_version: str, training: dict[str, Training] | None = None, decision: str | None = None,
+                alpha: float | None = None, min_regression: float | None = None) -> str:
+    """The whole report as an HTML document. ``labels`` names the models (model id -> label; the
+    id where none); ``comparisons`` maps each baseline id to ``{"comparison", "verdict",
+    "examples"}``; ``gate`` lists the regressions that block promotion and ``decision`` is the
+    gate's decision in one sentence; ``training`` (model id -> planned vs actual) flags an
+    under-trained model near the top; ``alpha`` and ``min_regression`` go into the definitions."""
     training = training or {}
-    exact = reference_rows(summaries, all_references=False)
-    chart = base64.b64encode(chart_png(summaries)).decode()
+    n = reference_counts(summaries)[0]
+    columns = rate_columns(summaries)
+    chart = base64.b64encode(chart_png(summaries, labels)).decode()
+    cand_name = label(labels, candidate_id)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Eval report {_e(candidate_id)}</title>"
              f"<style>{_STYLE}</style></head><body>",
-             f"<h1>Eval report: <code>{_e(candidate_id)}</code></h1>",
-             f"<p>Test set <code>{_e(test_set_version)}</code>, real examples never seen in training.</p>",
-             f"<p class='{'bad' if gate else 'ok'}'>Promotion gate: "
-             + (_e("blocked: " + "; ".join(gate)) if gate else "no significant regression") + "</p>",
-             *(f"<p class='bad'>Under-trained: <code>{_e(m)}</code>: {_e(reason)}.</p>"
+             f"<h1>Eval report: {_e(cand_name)} <code>{_e(candidate_id)}</code></h1>",
+             f"<p>Test set <code>{_e(test_set_version)}</code>: n={n} real examples never seen in training.</p>",
+             *_gate(decision, gate),
+             *(f"<p class='bad'>Under-trained: {_named(labels, m)}: {_e(reason)}.</p>"
                for m, reason in under_trained(training).items() if m in summaries),
+             *_models(summaries, labels, training),
              f"<img alt='headline rates per model with 95% intervals' src='data:image/png;base64,{chart}'>",
-             f"<p>{_e(reference_note(summaries))}</p>",
-             "<h2>Models</h2><table><tr><th>model</th><th>role</th><th>passes all assertions</th>"
-             + "".join(f"<th>{_e(label)}</th>" for _, label in exact) +
-             "<th>judge pass (observed)</th><th>judge pass (corrected, 95% CI)</th><th>latency per call</th>"
-             "<th>cost per call</th></tr>"]
+             "<h2>Rates (95% intervals)</h2><table>"
+             + _row(["model", *(header for _, header in columns), "judge pass (observed)", "judge pass (corrected)",
+                     "latency per call", "cost per call"], header=True)]
     for model_id, s in summaries.items():
-        j = s.get("judge") or {}
-        corrected = ("n/a" if j.get("corrected") is None
-                     else f"{_pct(j['corrected'])} ({_pct(j['ci_low'])} to {_pct(j['ci_high'])})")
-        latency, cost = s.get("latency_ms_per_call"), s.get("cost_usd_per_call")
-        parts.append(f"<tr><td><code>{_e(model_id)}</code></td><td>{_e(roles.get(model_id, ''))}</td>"
-                     f"<td>{_pct(s['passed_checks'])}</td>" + "".join(f"<td>{_pct(s.get(m))}</td>" for m, _ in exact) +
-                     f"<td>{_pct(j.get('observed'))}</td><td>{corrected}</td>"
-                     f"<td>{'n/a' if latency is None else f'{latency:.1f} ms'}</td>"
-                     f"<td>{'n/a (local model)' if cost is None else f'${cost:.5f}'}</td></tr>")
-    parts += ["</table>", *_training(summaries, training), "<h2>Judge</h2>"]
+        parts.append(_row([label(labels, model_id), *model_rates(s, columns), *judge_cells(s.get("judge")),
+                           *call_cells(s)]))
+    parts += ["</table>", f"<p>{_e(reference_note(summaries))}</p>"]
+    for baseline_id, item in comparisons.items():
+        names = (label(labels, baseline_id), cand_name)
+        parts.append(f"<h2>{_e(names[1])} vs {_e(names[0])}: {_e(item['verdict'].replace('_', ' '))}</h2>"
+                     f"<p>{_e(names[0])} is <code>{_e(baseline_id)}</code>.</p><table>"
+                     + _row(["metric", "n", names[0], names[1], "difference", "95% CI (paired bootstrap)",
+                             "wins / losses", "McNemar p"], header=True))
+        parts += [_row([metric, *change_cells(c)]) for metric, c in comparison_rows(summaries, item["comparison"])]
+        parts.append("</table>")
+    name, rows = slice_rows(list(summaries.values()))
+    if name is not None:
+        parts.append(f"<h2>By {_e(name)}</h2><table>" + _row(
+            [name, "n", *(f"{label(labels, m)}: {what}" for m in summaries
+                          for what in ("passes all assertions", "exact match"))], header=True))
+        parts += [_row([s, *cells]) for s, cells in rows] + ["</table>"]
+    failures = failure_rows(summaries, list(summaries))
+    if failures:
+        parts.append(f"<h2>Failure modes (share of test examples, n={n})</h2><table>"
+                     + _row(["failure mode", *(label(labels, m) for m in summaries)], header=True))
+        parts += [_row([mode, *cells]) for mode, cells in failures] + ["</table>"]
+    parts.append("<h2>Judge</h2>")
     if judge.get("status") != "on":
         parts.append(f"<p>The judge was off: {_e(judge.get('reason', 'no judge model configured'))}.</p>")
     else:
         a = judge["alignment"]
-        parts.append(f"<p>Judge <code>{_e(judge['version'])}</code>: agreement with people {_pct(a['agreement'])} "
-                     f"on {a['n_labelled']} labelled traces (TPR {_pct(a['tpr'])}, TNR {_pct(a['tnr'])}).</p>")
+        parts.append(f"<p>Judge <code>{_e(judge['version'])}</code>: agreement with people {pct(a['agreement'])} "
+                     f"on {a['n_labelled']} labelled traces (TPR {pct(a['tpr'])}, TNR {pct(a['tnr'])}).</p>")
         if a["flagged"]:
             parts.append(f"<p class='bad'>The judge is not aligned with people: {_e(a['flag_reason'])}. "
                          "Its figures do not gate promotion.</p>")
-    modes = sorted({m for s in summaries.values() for m in s["failure_rates"]})
-    if modes:
-        parts.append("<h2>Failure modes (share of test examples)</h2><table><tr><th>failure mode</th>"
-                     + "".join(f"<th><code>{_e(m)}</code></th>" for m in summaries) + "</tr>")
-        parts += [f"<tr><td>{_e(mode)}</td>" + "".join(f"<td>{_pct(s['failure_rates'].get(mode, 0.0))}</td>"
-                                                     for s in summaries.values()) + "</tr>" for mode in modes]
-        parts.append("</table>")
+    parts.append("<h2>Definitions</h2><dl>" + "".join(f"<dt>{_e(term)}</dt><dd>{_e(meaning)}</dd>"
+                                                     for term, meaning in definitions(alpha, min_regression)) + "</dl>")
     for baseline_id, item in comparisons.items():
-        parts.append(f"<h2>Candidate vs <code>{_e(baseline_id)}</code>: {_e(item['verdict'].replace('_', ' '))}</h2>"
-                     "<table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>difference</th>"
-                     "<th>95% CI (paired bootstrap)</th><th>wins / losses</th><th>McNemar p</th></tr>")
-        for label, c in comparison_rows(summaries, item["comparison"]):
-            if c is None:
-                parts.append(f"<tr><td>{_e(label)}</td>" + "<td>n/a</td>" * 6 + "</tr>")
-                continue
-            parts.append(f"<tr><td>{_e(label)}</td><td>{_pct(c['baseline'])}</td>"
-                         f"<td>{_pct(c['candidate'])}</td><td>{100 * c['difference']:+.1f} pts</td>"
-                         f"<td>{100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f} pts</td>"
-                         f"<td>{c['wins']} / {c['losses']}</td><td>{c['p_value']:.2g}</td></tr>")
-        parts.append("</table>")
-        parts.append(f"<h3>Examples the candidate wins</h3>{_examples(item['examples']['won'])}"
-                     f"<h3>Examples the candidate loses</h3>{_examples(item['examples']['lost'])}")
+        names = (label(labels, baseline_id), cand_name)
+        parts.append(f"<h2>Examples: {_e(names[1])} vs {_e(names[0])}</h2>"
+                     f"<h3>Examples {_e(names[1])} wins</h3>{_examples(item['examples']['won'], names)}"
+                     f"<h3>Examples {_e(names[1])} loses</h3>{_examples(item['examples']['lost'], names)}")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from pipeline.engine.core import store
 from pipeline.engine.core.store import transaction
+from pipeline.engine.ingest.display import store_display_texts
 from pipeline.engine.ingest.formats import to_trace
 from pipeline.engine.ingest.lines import (
     CHUNK_BYTES,
@@ -442,9 +443,12 @@ def _one_checkpoint(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def ingest_files(conn: duckdb.DuckDBPyConnection, paths: list[str], task: Task, source: str, *,
                  max_record_bytes: int = 1_000_000, settle_seconds: float = 5.0,
                  now: datetime | None = None, chunk_bytes: int = CHUNK_BYTES) -> IngestReport:
-    """Ingest what is new in the trace files under ``paths`` (see the module docstring)."""
+    """Ingest what is new in the trace files under ``paths`` (see the module docstring), and store
+    the new traces' display texts."""
     with _one_checkpoint(conn):
-        return _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes)
+        report = _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes)
+        store_display_texts(conn, task)
+        return report
 
 
 def _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes) -> IngestReport:

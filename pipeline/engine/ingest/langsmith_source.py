@@ -33,6 +33,7 @@ import polars as pl
 from langsmith import APIStatusError
 from langsmith.utils import LangSmithError
 
+from pipeline.engine.ingest.display import store_display_texts
 from pipeline.engine.ingest.files import checked, write_rejected
 from pipeline.engine.ingest.formats import from_langsmith_run
 from pipeline.engine.ingest.records import PREVIEW, RECORD_SCHEMA, RecordError, one_record, rejection, rejections_preview
@@ -173,7 +174,8 @@ def export_shape(run: Any) -> dict[str, Any]:
 def ingest_runs(conn: duckdb.DuckDBPyConnection, runs: Iterator[dict[str, Any]], task: Task, source: str,
                 now: datetime | None = None, batch_size: int = 1000) -> PullReport:
     """Map runs onto traces and write them: good ones to raw_traces (id ``ls_<run id>``, so a
-    re-pull adds nothing), bad ones to rejected_traces with the run id as location."""
+    re-pull adds nothing), bad ones to rejected_traces with the run id as location; then store the
+    new traces' display texts."""
     now = now or datetime.now(timezone.utc)
     report = PullReport()
     batch: list[dict[str, Any]] = []
@@ -183,6 +185,7 @@ def ingest_runs(conn: duckdb.DuckDBPyConnection, runs: Iterator[dict[str, Any]],
             _write(conn, batch, task, source, now, report)
             batch = []
     _write(conn, batch, task, source, now, report)
+    store_display_texts(conn, task)
     return report
 
 

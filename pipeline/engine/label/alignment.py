@@ -14,19 +14,23 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.engine.label.annotations import latest_decisions
+from pipeline.engine.label.agreement import decided_labels
 
 
 def alignment(judgements: pl.DataFrame, annotations: pl.DataFrame, exclude: set[str] | None = None,
               min_agreement: float = 0.8) -> dict[str, Any]:
-    """Agreement, TPR and TNR of judge outcomes against people's latest good/bad decisions.
+    """Agreement, TPR and TNR of judge outcomes against people's decided labels.
+
+    People's label per trace is :func:`pipeline.engine.label.agreement.decided_labels`: the
+    adjudication, else the annotators' agreed decision; a trace whose annotators disagree and
+    that is not adjudicated yet is not measured on.
 
     ``judgements`` has trace_id and outcome (null outcomes are ignored); ``exclude`` holds trace
     ids the judge saw as few-shot examples (agreeing with them proves nothing). ``flagged`` is
     set, with ``flag_reason``, when agreement is below ``min_agreement``, the judge is no better
     than chance (TPR + TNR <= 1), or there is no labelled trace to measure on.
     """
-    people = latest_decisions(annotations).filter(pl.col("label").is_in(["good", "bad"]))
+    people = decided_labels(annotations).filter(pl.col("label").is_in(["good", "bad"]))
     paired = (judgements.filter(pl.col("outcome").is_not_null()).select("trace_id", "outcome")
               .unique("trace_id", keep="last")
               .join(people.select("trace_id", "label"), on="trace_id"))

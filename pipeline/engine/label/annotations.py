@@ -3,6 +3,11 @@
 An annotation is a person's decision on a trace (good/bad, failure mode, correction, critique).
 Decisions arrive from the annotation app (written straight into the table) or as JSONL files;
 a file record that cannot be used is rejected with its reason, never dropped silently.
+
+Rows are never edited in place: a person who changes their mind adds a row naming the one it
+replaces (``supersedes``), so the table is the history. A person's current decision on a trace
+is their latest row there (by annotated_at, then annotation_id; an edit is always later than
+what it supersedes), and only current decisions count downstream.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipeline.engine.label.agreement import ROLES, decided_labels
 from pipeline.engine.label.assertions import failing_traces
 from pipeline.engine.label.heal import failed_checks
 from pipeline.engine.tasks import Task
@@ -26,6 +32,7 @@ ANNOTATION_SCHEMA = {
     "annotation_id": pl.String, "trace_id": pl.String, "label": pl.String,
     "failure_mode": pl.String, "correction": pl.String, "critique": pl.String,
     "annotator": pl.String, "annotated_at": pl.Datetime("us", "UTC"), "source": pl.String,
+    "supersedes": pl.String, "role": pl.String,
 }
 FAILURE_SCHEMA = {
     "trace_id": pl.String, "failure_mode": pl.String, "label_source": pl.String,
@@ -78,6 +85,12 @@ def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) 
     given_id = record.get("annotation_id")
     if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
         raise RecordError("annotation_id, when given, must be a non-empty string")
+    supersedes = record.get("supersedes")
+    if supersedes is not None and (not isinstance(supersedes, str) or not supersedes.strip()):
+        raise RecordError("supersedes, when given, must be the annotation_id of the decision it replaces")
+    role = record.get("role")
+    if role is not None and role not in ROLES:
+        raise RecordError(f"role, when given, must be one of {ROLES}, got {role!r}")
     failure_mode = record.get("failure_mode")
     if label == "bad" and not failure_mode:
         failure_mode = "unspecified"
@@ -86,6 +99,7 @@ def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) 
         "annotation_id": given_id or annotation_id(trace_id, annotator, annotated_at), "trace_id": trace_id,
         "label": label, "failure_mode": failure_mode, "correction": correction,
         "critique": record.get("critique"), "annotator": annotator, "annotated_at": annotated_at,
+        "supersedes": supersedes, "role": role,
     }
 
 
@@ -116,22 +130,19 @@ def read_annotation_files(files: list[Path], task: Task, trace_inputs: dict[str,
                            pl.DataFrame(rejected, schema=REJECTED_SCHEMA) if rejected else pl.DataFrame(schema=REJECTED_SCHEMA))
 
 
-def latest_decisions(annotations: pl.DataFrame) -> pl.DataFrame:
-    """The most recent decision per trace (ties broken by annotation id for determinism)."""
-    return (annotations.sort("annotated_at", "annotation_id")
-            .group_by("trace_id", maintain_order=True).last())
-
-
 def labelled_failures(evaluations: pl.DataFrame, annotations: pl.DataFrame,
                       judge_rows: pl.DataFrame | None = None) -> pl.DataFrame:
     """Failing traces with their failure mode and where the label came from.
 
-    Assertion failures come from trace_evaluations (label_source 'assertion'); a person's latest
-    'bad' decision adds a 'human' row. A person's correction is attached to every row of its trace.
+    Assertion failures come from trace_evaluations (label_source 'assertion'); the trace's decided
+    label (:func:`pipeline.engine.label.agreement.decided_labels`: the adjudication, or the
+    annotators' agreed current decision), when 'bad', adds a 'human' row. A trace whose annotators
+    disagree without an adjudication adds none. A person's correction is attached to every row
+    of its trace.
     ``judge_rows`` (the judge's 'bad' traces, as :func:`pipeline.engine.label.judge.judge_failures`
     gives them) are added with the correction of the trace's assertion or human rows, if any.
     """
-    decisions = latest_decisions(annotations)
+    decisions = decided_labels(annotations)
     corrections = decisions.filter(pl.col("correction").is_not_null()).select("trace_id", "correction")
     assertion = failing_traces(evaluations).select("trace_id", "failure_mode", pl.lit("assertion").alias("label_source"),
                                                    "detail")

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.engine.label.annotations import latest_decisions
+from pipeline.engine.label.agreement import decided_labels
 from pipeline.engine.providers import ChatProvider, ProviderAuthError, ProviderError
 from pipeline.engine.providers.openai_chat import json_schema_format
 from pipeline.engine.tasks import load_task, task_file
@@ -75,7 +75,8 @@ def item_id(input_json: str, output: str | None) -> str:
 
 
 def few_shot_examples(annotations: pl.DataFrame, traces: pl.DataFrame, k: int) -> pl.DataFrame:
-    """Up to ``k`` people's decisions with a critique, half good and half bad where possible.
+    """Up to ``k`` people's decided labels (:func:`pipeline.engine.label.agreement.decided_labels`:
+    no unadjudicated disagreement) with a critique, half good and half bad where possible.
 
     Chosen in a stable order (hash of the trace id), so the set changes only when one of the
     chosen annotations does. Columns: trace_id, input, output, label, critique.
@@ -83,7 +84,7 @@ def few_shot_examples(annotations: pl.DataFrame, traces: pl.DataFrame, k: int) -
     schema = {"trace_id": pl.String, "input": pl.String, "output": pl.String, "label": pl.String, "critique": pl.String}
     if k <= 0 or annotations.is_empty():
         return pl.DataFrame(schema=schema)
-    decided = (latest_decisions(annotations)
+    decided = (decided_labels(annotations)
                .filter(pl.col("critique").is_not_null() & (pl.col("critique").str.strip_chars() != "")
                        & pl.col("label").is_in(OUTCOMES))
                .join(traces.select("trace_id", "input", "output").filter(pl.col("output").is_not_null()),

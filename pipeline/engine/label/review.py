@@ -10,10 +10,17 @@
   the :class:`Outbox`, a folder of JSONL files in the format the ``annotations`` asset imports;
   :meth:`Review.flush` retries it. Every path writes with ``insert_new`` by ``annotation_id`` (an
   id given when the trace is shown), so a decision is never recorded twice.
+- Edits: a person's decision on a trace they decided before supersedes their earlier one (a new
+  row naming it in ``supersedes``, always later); the earlier row stays as history and the
+  latest is their current decision (:meth:`Review.current_decision`).
+- What a person edits and reads beside the trace: :func:`editable_output` (the one canonical,
+  indented form of an output), :func:`output_diff` (a correction against the output) and
+  :func:`task_guide` (the task's failure modes with their definitions, and its guidelines).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -21,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +38,7 @@ import polars as pl
 from pipeline.engine.core import store
 from pipeline.engine.core.connections import DatabaseLocked, retry_while_locked
 from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, LABELS, correction_error
-from pipeline.engine.tasks import Task
+from pipeline.engine.tasks import Task, hooks, task_file
 from pipeline.engine.ingest.records import parse_timestamp
 
 T = TypeVar("T")
@@ -61,6 +68,8 @@ ORDERINGS = {
 #: user_feedback values (lower case) counted as negative.
 NEGATIVE_FEEDBACK = ["thumbs_down", "negative", "bad", "down", "-1"]
 SAVED, DUPLICATE, QUEUED = "saved", "already saved", "queued: database busy"
+#: Files a task ships in its ``prompts/`` folder for the people reviewing its traces.
+GUIDELINES_FILE, FAILURE_MODES_FILE = "guidelines.md", "failure_modes.json"
 APP_SOURCE = "app"
 #: How long reads made while moving through the queue wait for a busy database.
 QUICK_READ_SECONDS = 0.3
@@ -102,6 +111,8 @@ class Decision:
     failure_mode: str | None = None
     correction: str | None = None
     critique: str | None = None
+    #: the annotation_id of the same person's earlier decision on the trace this one replaces
+    supersedes: str | None = None
 
     def record(self) -> dict[str, Any]:
         """The JSON record read by :func:`pipeline.engine.label.annotations.read_annotation_files`."""
@@ -124,25 +135,120 @@ def _text(value: str | None) -> str | None:
 
 def make_decision(task: Task, input: dict[str, Any], *, annotation_id: str, trace_id: str, label: str,
                   annotator: str, failure_mode: str | None = None, correction: str | None = None,
-                  critique: str | None = None, now: datetime | None = None) -> Decision:
+                  critique: str | None = None, now: datetime | None = None,
+                  previous: Decision | None = None) -> Decision:
     """A decision ready to save; raises ReviewError with the reason when it cannot be saved.
 
     A 'bad' decision without a failure mode gets 'unspecified' (as imported files do); a 'good'
-    one keeps none. A correction must pass every assertion of the task.
+    one keeps none. A correction must pass every assertion of the task. ``previous``, the same
+    annotator's current decision on the trace, is superseded: the new one names it and is dated
+    after it (so it is current even if clocks disagree); someone else's is ignored.
     """
     if label not in LABELS:
         raise ReviewError(f"choose a label: {' or '.join(LABELS)}")
     if not _text(annotator):
-        raise ReviewError("annotator is required")
+        raise ReviewError("annotator is required: say who is deciding")
     correction = _text(correction)
     if correction is not None:
         problem = correction_error(task, input, correction)
         if problem:
             raise ReviewError(problem)
     mode = (_text(failure_mode) or "unspecified") if label == "bad" else None
+    at = now or datetime.now(timezone.utc)
+    mine = previous if previous is not None and previous.annotator == annotator.strip() else None
+    if mine is not None:
+        at = max(at, mine.annotated_at + timedelta(microseconds=1))
     return Decision(annotation_id=annotation_id, trace_id=trace_id, label=label, annotator=annotator.strip(),
-                    annotated_at=now or datetime.now(timezone.utc), failure_mode=mode,
-                    correction=correction, critique=_text(critique))
+                    annotated_at=at, failure_mode=mode, correction=correction, critique=_text(critique),
+                    supersedes=mine.annotation_id if mine is not None else None)
+
+
+def same_decision(task: Task, input: dict[str, Any], a: Decision, b: Decision) -> bool:
+    """Whether two decisions on a trace say the same (label, failure mode, critique, correction)."""
+    same_correction = (a.correction is None and b.correction is None) or (
+        a.correction is not None and b.correction is not None and same_output(task, input, a.correction, b.correction))
+    return (a.label, a.failure_mode, a.critique) == (b.label, b.failure_mode, b.critique) and same_correction
+
+
+def same_output(task: Task, input: dict[str, Any], a: str | None, b: str | None) -> bool:
+    """Whether two outputs are the same to the task: equal text (ignoring surrounding space), or
+    equal normalised forms."""
+    a, b = (a or "").strip(), (b or "").strip()
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    normal = hooks.normalise(task, a, input)
+    return normal is not None and normal == hooks.normalise(task, b, input)
+
+
+def editable_output(task: Task, input: dict[str, Any], output: str | None) -> str:
+    """An output in the one form a person edits it in: the task's normalised output as indented
+    JSON when it is JSON; else the output as indented JSON when it parses as JSON; else its text."""
+    text = (output or "").strip()
+    if not text:
+        return ""
+    for candidate in (hooks.normalise(task, text, input), text):
+        if candidate is None:
+            continue
+        try:
+            return json.dumps(json.loads(candidate), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            continue
+    return text
+
+
+def output_diff(before: str, after: str, context: int = 2) -> list[tuple[str, str]]:
+    """A line diff of ``after`` (a correction) against ``before`` (the output): (kind, line) pairs,
+    kind 'hunk' (@@ ... @@), 'removed', 'added' or 'same'; empty when the lines are equal."""
+    kinds = {"@": "hunk", "-": "removed", "+": "added", " ": "same"}
+    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=context))
+    return [(kinds[line[0]], line[1:] if line[0] != "@" else line) for line in lines[2:] if line]
+
+
+@dataclass(frozen=True)
+class FailureMode:
+    """A failure mode a person can name: ``detected_by`` 'assertion' (one of the task's checks)
+    or 'people' (only a person can tell), and its definition (None when the task gives none)."""
+
+    name: str
+    detected_by: str
+    definition: str | None = None
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What a person reviewing a task's traces reads: its failure modes (the checks first, in the
+    task's order) and the team's guidelines (markdown, or None)."""
+
+    failure_modes: tuple[FailureMode, ...]
+    guidelines: str | None = None
+
+
+def _shipped(task_spec: str, name: str) -> str | None:
+    try:
+        return task_file(task_spec, name).read_text(encoding="utf-8")
+    except ValueError:  # the task ships no such file
+        return None
+
+
+def task_guide(task: Task, task_spec: str | None = None) -> Guide:
+    """The guide to ``task`` (loaded as ``task_spec``, default its name): its check names, with
+    their definitions and the failure modes only people detect from the task's
+    ``prompts/failure_modes.json`` (an object: name -> definition), and ``prompts/guidelines.md``
+    (both looked up by :func:`pipeline.engine.tasks.task_file`, so FLYWHEEL_TASK_PROMPTS may
+    hold a team's own). Without the files: the check names alone, and no guidelines. Raises
+    ValueError when the definitions file is not such an object."""
+    spec = task_spec or task.name
+    text = _shipped(spec, FAILURE_MODES_FILE)
+    definitions = json.loads(text) if text else {}
+    if not isinstance(definitions, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in definitions.items()):
+        raise ValueError(f"{FAILURE_MODES_FILE} of task {spec!r} must map failure mode names to definitions (text)")
+    checks = tuple(task.check_names)
+    modes = [FailureMode(name, "assertion", definitions.get(name)) for name in checks]
+    modes += [FailureMode(name, "people", text.strip()) for name, text in definitions.items() if name not in checks]
+    return Guide(tuple(modes), _shipped(spec, GUIDELINES_FILE))
 
 
 def _frame(decisions: list[Decision]) -> pl.DataFrame:
@@ -208,10 +314,13 @@ WITH ev AS (
 jd AS (
     SELECT trace_id, arg_max(critique, judged_at) AS judge_critique, arg_max(outcome, judged_at) AS judge_outcome
     FROM trace_judgements WHERE subject = 'trace' AND outcome IS NOT NULL GROUP BY trace_id),
+cur AS (
+    SELECT * FROM annotations
+    QUALIFY row_number() OVER (PARTITION BY trace_id, annotator ORDER BY annotated_at DESC, annotation_id DESC) = 1),
 an AS (
     SELECT trace_id, list(annotation_id) AS decision_ids, list(DISTINCT annotator) AS annotators,
            list(failure_mode) AS modes
-    FROM annotations GROUP BY trace_id),
+    FROM cur GROUP BY trace_id),
 s AS (
     SELECT avg(length(coalesce(output, ''))) AS mu_len, stddev_pop(length(coalesce(output, ''))) AS sd_len,
            avg(latency_ms) AS mu_lat, stddev_pop(latency_ms) AS sd_lat FROM raw_traces)
@@ -242,11 +351,13 @@ LIMIT $limit
 class Review:
     """Queue reads and decision writes against one database, with an outbox for busy times."""
 
-    def __init__(self, database: str, outbox: str | Path, task: Task, busy_seconds: float = 3.0):
+    def __init__(self, database: str, outbox: str | Path, task: Task, busy_seconds: float = 3.0,
+                 guide: Guide | None = None):
         self.database = database
         self.outbox = Outbox(outbox)
         self.task = task
         self.busy_seconds = busy_seconds
+        self.guide = guide or task_guide(task)
         self._undos: set[str] = set()
 
     def _with_connection(self, work: Callable[[duckdb.DuckDBPyConnection], T], wait: float | None = None) -> T:
@@ -284,7 +395,7 @@ class Review:
 
     def options(self) -> dict[str, list[str]]:
         """Choices for the filters and the failure-mode list: sources, checks, failure modes
-        (the task's assertions first, then modes people have used)."""
+        (the task's assertions first, then those its guide defines, then modes people have used)."""
         def read(conn):
             sources = [r[0] for r in conn.execute("SELECT DISTINCT source FROM raw_traces ORDER BY 1").fetchall()]
             used = [r[0] for r in conn.execute("SELECT DISTINCT failure_mode FROM annotations "
@@ -292,13 +403,29 @@ class Review:
             return sources, used
         sources, used = self._with_connection(read)
         checks = list(self.task.check_names)
-        return {"sources": sources, "checks": checks, "failure_modes": checks + [m for m in used if m not in checks]}
+        defined = [m.name for m in self.guide.failure_modes]
+        return {"sources": sources, "checks": checks,
+                "failure_modes": list(dict.fromkeys(checks + defined + used))}
 
     def decisions_for(self, trace_id: str) -> pl.DataFrame:
-        """Every decision on a trace now (in the table), oldest first; waits only briefly."""
-        return self._with_connection(lambda conn: store.read(
-            conn, "SELECT annotation_id, annotator, label, failure_mode, annotated_at FROM annotations "
-                  "WHERE trace_id = ? ORDER BY annotated_at, annotation_id", [trace_id]), wait=QUICK_READ_SECONDS)
+        """Every decision on a trace now (in the table), its history included, oldest first;
+        ``current`` marks each annotator's current one. Waits only briefly."""
+        return self._with_connection(lambda conn: store.read(conn, """
+            SELECT annotation_id, trace_id, annotator, label, failure_mode, correction, critique, annotated_at,
+                   supersedes, row_number() OVER (PARTITION BY annotator
+                                                  ORDER BY annotated_at DESC, annotation_id DESC) = 1 AS current
+            FROM annotations WHERE trace_id = ? ORDER BY annotated_at, annotation_id""", [trace_id]),
+            wait=QUICK_READ_SECONDS)
+
+    def current_decision(self, trace_id: str, annotator: str, found: pl.DataFrame | None) -> Decision | None:
+        """``annotator``'s current decision on a trace: the latest of theirs among ``found`` (the
+        trace's rows from :meth:`decisions_for`; None when the table could not be read) and the
+        outbox (decisions waiting for a busy database); None when there is none."""
+        mine = [Decision(**{k: v for k, v in row.items() if k != "current"})
+                for row in (found.to_dicts() if found is not None else [])
+                if row["annotator"] == annotator and row["current"]]
+        mine += [d for d in self.outbox.pending() if d.trace_id == trace_id and d.annotator == annotator]
+        return max(mine, key=lambda d: (d.annotated_at, d.annotation_id)) if mine else None
 
     def progress(self, annotator: str) -> dict[str, int]:
         """Traces of the task, traces anyone decided, traces ``annotator`` decided; waits only briefly."""
