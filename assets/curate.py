@@ -106,7 +106,7 @@ def training_examples(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
         examples, report = curate(real_examples_from(conn, the_task), stored_synthetic(conn), the_task, settings,
                                   previous_splits(conn))
         changes = store.sync(conn, "training_examples", examples, ["example_id"],
-                             compare=["split", "output", "group_id", "reference_verified"])
+                             compare=["split", "output", "group_id", "reference_verified", "output_origin"])
         audit = audit_splits(conn, settings, the_task)
         stored = table_version(conn, "training_examples")
     version = data_version(examples)
@@ -115,7 +115,7 @@ def training_examples(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB,
         data_version=stored,  # splits and outputs included: the training files follow any change
         metadata={"dagster/row_count": audit.rows, "training_data_version": version,
                   "candidates": report["candidates"], "splits": preview(audit.split_table(report)),
-                  "composition": preview(audit.composition, n=20),
+                  "composition": preview(audit.composition, n=60),
                   "dropped": counts_table(report["dropped"]), "changes": counts_table(changes)},
         check_results=split_checks(audit, settings.splits.tolerance),
     )

@@ -92,9 +92,11 @@ def test_audit_counts_groups_in_two_splits_synthetic_in_test_leaks_and_real_shar
     assert audit.leaks == [("synthetic:leak", "trace:te")]  # (train or validation, test)
     assert audit.sizes["train"] == {"share": 0.6667, "target": pytest.approx(0.7), "within_tolerance": True}
     assert audit.sizes["validation"]["share"] == 0.1111 and audit.sizes["test"]["share"] == 0.2222
-    assert audit.composition.rows() == [("test", "synthetic", 1), ("test", "trace", 2), ("train", "synthetic", 1),
-                                        ("train", "trace", 6), ("validation", "trace", 1)]
-    assert audit.composition.columns == ["split", "source", "examples"]  # as the UI's composition table heads it
+    assert audit.composition.rows() == [("test", "synthetic", "unknown", 1), ("test", "trace", "unknown", 2),
+                                        ("train", "synthetic", "unknown", 1), ("train", "trace", "unknown", 6),
+                                        ("validation", "trace", "unknown", 1)]
+    # as the UI's composition table heads it
+    assert audit.composition.columns == ["split", "source", "output_origin", "examples"]
     report = {"splits": {s: {"examples": n} for s, n in (("train", 7), ("validation", 1), ("test", 3))}}
     assert audit.split_table(report).rows() == [("train", 7, 0.6667, pytest.approx(0.7)),
                                                 ("validation", 1, 0.1111, 0.1), ("test", 3, 0.2222, 0.2)]

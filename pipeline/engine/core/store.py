@@ -278,6 +278,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (12, "annotator agreement: adjudication role, agreement and disagreement views", """
     ALTER TABLE annotations ADD COLUMN IF NOT EXISTS role VARCHAR DEFAULT 'annotation';
     """ + AGREEMENT_VIEWS),
+    (13, "training examples: who wrote each output (output_origin), for distillation's provenance", """
+    ALTER TABLE training_examples ADD COLUMN IF NOT EXISTS output_origin VARCHAR;
+    UPDATE training_examples SET output_origin = 'model:' || coalesce(t.model, 'unknown')
+    FROM raw_traces t WHERE training_examples.source = 'trace' AND t.trace_id = training_examples.parent_id
+      AND training_examples.output_origin IS NULL;
+    UPDATE training_examples SET output_origin = 'synthetic:' || s.generator
+    FROM synthetic_examples s WHERE training_examples.source = 'synthetic'
+      AND s.example_id = training_examples.example_id AND training_examples.output_origin IS NULL;
+    UPDATE training_examples SET output_origin = 'person' WHERE source = 'correction' AND output_origin IS NULL;
+    """),
 ]
 
 CONTRACT_TABLES = (

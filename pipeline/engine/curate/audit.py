@@ -1,6 +1,6 @@
 """What the stored training_examples say about their splits: groups in two splits, synthetic
 examples in test, train or validation inputs that near-duplicate a test input, each split's share
-of the real examples against its target, and the composition by split and source."""
+of the real examples against its target, and the composition by split, source and who wrote the outputs."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ class SplitAudit:
 def audit_splits(conn: duckdb.DuckDBPyConnection, config: CurationConfig, task: Task) -> SplitAudit:
     """The split facts of the stored training_examples, near-duplicates as ``task`` compares inputs
     at ``config``'s threshold, and shares against ``config.splits``."""
-    stored = store.read(conn, "SELECT example_id, source, group_id, split, input::VARCHAR AS input "
+    stored = store.read(conn, "SELECT example_id, source, group_id, split, input::VARCHAR AS input, "
+                              "coalesce(output_origin, 'unknown') AS output_origin "
                               "FROM training_examples ORDER BY example_id")
     test = stored.filter(pl.col("split") == "test")
     return SplitAudit(
@@ -50,4 +51,5 @@ def audit_splits(conn: duckdb.DuckDBPyConnection, config: CurationConfig, task: 
                                    stored.filter(pl.col("split") != "test").select("example_id", "input").rows(),
                                    config.near_duplicate_threshold),
         sizes=split_sizes(stored.filter(pl.col("source") != "synthetic")["split"].to_list(), config.splits),
-        composition=stored.group_by("split", "source").len("examples").sort("split", "source"))
+        composition=stored.group_by("split", "source", "output_origin").len("examples")
+        .sort("split", "source", "output_origin"))

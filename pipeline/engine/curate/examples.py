@@ -6,7 +6,10 @@ train examples that near-duplicate a test input and synthetic examples over thei
 and assigns every group a split (:mod:`pipeline.engine.curate.splits`). Every drop is counted by reason.
 Each example says whether a person verified its reference (``reference_verified``): a correction
 and a passing trace whose latest decision is "good" are verified; a passing trace no person looked
-at, and a synthetic example, are not (their output is what a model wrote).
+at, and a synthetic example, are not (their output is what a model wrote). Each example also says
+who wrote its output (``output_origin``: ``model:<the trace's model>``, ``person:<annotator>`` or
+``synthetic:<generator>``), so a team leaving a hosted model can see, and restrict, what it
+distils from that model (``CurationConfig.distill_from``).
 What an input's group is, what counts as a duplicate input and how complex an output is, the task
 says (:mod:`pipeline.engine.tasks.hooks`).
 """
@@ -32,7 +35,8 @@ from pipeline.engine.tasks import Task, hooks
 EXAMPLE_SCHEMA = {
     "example_id": pl.String, "source": pl.String, "group_id": pl.String, "split": pl.String,
     "input": pl.String, "output": pl.String, "parent_id": pl.String, "failure_mode": pl.String,
-    "complexity": pl.Int64, "reference_verified": pl.Boolean, "created_at": pl.Datetime("us", "UTC"),
+    "complexity": pl.Int64, "reference_verified": pl.Boolean, "output_origin": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
 }
 #: Which example wins when several share an input or output: a person's correction, then a trace, then synthetic.
 SOURCE_PRIORITY = {"correction": 0, "trace": 1, "synthetic": 2}
@@ -42,7 +46,12 @@ SOURCE_PRIORITY = {"correction": 0, "trace": 1, "synthetic": 2}
 class CurationConfig:
     """What curation keeps: complexity bounds (inclusive; None = the task's ``complexity_bounds``),
     at most ``max_per_output`` examples per output, at most ``max_synthetic_share`` synthetic
-    examples in a split, and the near-duplicate threshold for test leakage."""
+    examples in a split, and the near-duplicate threshold for test leakage.
+
+    Distillation: with ``distill_from`` (a model name, as traces record it), the train and
+    validation traces keep only outputs that model wrote (``model:<distill_from>``), and with
+    ``distill_verified_only`` only those a person marked good; people's corrections and synthetic
+    data are kept as before, and the test split is unchanged, so candidates stay comparable."""
 
     splits: SplitConfig = field(default_factory=SplitConfig)
     min_complexity: int | None = None
@@ -50,12 +59,16 @@ class CurationConfig:
     max_per_output: int = 10
     max_synthetic_share: float = 0.4
     near_duplicate_threshold: float = DEFAULT_THRESHOLD
+    distill_from: str | None = None
+    distill_verified_only: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_synthetic_share < 1:
             raise ValueError(f"max_synthetic_share must be in [0, 1), got {self.max_synthetic_share}")
         if self.max_per_output < 1:
             raise ValueError(f"max_per_output must be at least 1, got {self.max_per_output}")
+        if self.distill_verified_only and not self.distill_from:
+            raise ValueError("distill_verified_only needs distill_from (the model whose outputs to distil)")
 
     def complexity_bounds(self, task: Task) -> tuple[int | None, int | None]:
         """(min, max) complexity kept: each bound as set here, else the task's (None: unbounded)."""
@@ -69,7 +82,8 @@ class CurationOptions:
     """What a deployment sets about curation, flat (the ``CurationSettings`` resource's fields),
     with CurationConfig's and SplitConfig's defaults: split shares (and the size check's
     tolerance), complexity bounds (None: the task's), duplicates allowed per output, the cap on
-    synthetic data per split, the near-duplicate threshold."""
+    synthetic data per split, the near-duplicate threshold, what to distil from ('' or None: every
+    model's outputs)."""
 
     validation_share: float = SplitConfig.validation
     test_share: float = SplitConfig.test
@@ -79,6 +93,8 @@ class CurationOptions:
     max_per_output: int = CurationConfig.max_per_output
     max_synthetic_share: float = CurationConfig.max_synthetic_share
     near_duplicate_threshold: float = CurationConfig.near_duplicate_threshold
+    distill_from: str | None = CurationConfig.distill_from
+    distill_verified_only: bool = CurationConfig.distill_verified_only
 
     def config(self) -> CurationConfig:
         """The CurationConfig these options make (validated there)."""
@@ -86,7 +102,8 @@ class CurationOptions:
             splits=SplitConfig(validation=self.validation_share, test=self.test_share, tolerance=self.split_tolerance),
             min_complexity=self.min_complexity, max_complexity=self.max_complexity,
             max_per_output=self.max_per_output, max_synthetic_share=self.max_synthetic_share,
-            near_duplicate_threshold=self.near_duplicate_threshold)
+            near_duplicate_threshold=self.near_duplicate_threshold, distill_from=self.distill_from or None,
+            distill_verified_only=self.distill_verified_only)
 
 
 def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: pl.DataFrame,
@@ -99,7 +116,8 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
     that is not adjudicated yet counts as unlabelled. Columns: example_id, source, parent_id (the
     trace), input, output, failure_mode (what the corrected trace got wrong: the person's label,
     else its first failing check in the task's order; None for traces), reference_verified (a
-    correction; a trace whose decided label is "good").
+    correction; a trace whose decided label is "good"), output_origin (``model:<traces.model>``,
+    ``model:unknown`` when the trace names none; ``person:<annotator>`` for a correction).
     """
     failing = evaluations.filter(pl.col("passed") == False)  # noqa: E712
     order = {name: i for i, name in enumerate(task.check_names)}
@@ -119,7 +137,8 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
         pl.col("trace_id").alias("parent_id"), "input",
         _normalised(task, "output").alias("output"),
         pl.lit(None, pl.String).alias("failure_mode"),
-        pl.col("trace_id").is_in(judged_good).alias("reference_verified"))
+        pl.col("trace_id").is_in(judged_good).alias("reference_verified"),
+        _model_origin(passing))
     from_people = (decisions.filter(pl.col("correction").is_not_null())
                    .join(traces.select("trace_id", "input"), on="trace_id", how="inner")
                    .join(first_failure, on="trace_id", how="left")
@@ -128,8 +147,15 @@ def real_examples(traces: pl.DataFrame, evaluations: pl.DataFrame, annotations: 
                            "input",
                            _normalised(task, "correction").alias("output"),
                            pl.coalesce("failure_mode", "failed").alias("failure_mode"),
-                           pl.lit(True).alias("reference_verified")))
+                           pl.lit(True).alias("reference_verified"),
+                           ("person:" + pl.col("annotator")).alias("output_origin")))
     return pl.concat([from_traces, from_people]).filter(pl.col("output").is_not_null())
+
+
+def _model_origin(traces: pl.DataFrame) -> pl.Expr:
+    """``model:<model>`` of each trace (``model:unknown`` when the frame or the trace has none)."""
+    model = pl.col("model") if "model" in traces.columns else pl.lit(None, pl.String)
+    return ("model:" + model.fill_null("unknown")).alias("output_origin")
 
 
 def _normalised(task: Task, column: str) -> pl.Expr:
@@ -160,8 +186,11 @@ def real_groups(real: pl.DataFrame, task: Task) -> dict[str, tuple[str, bool]]:
 
 
 def _with_verification(real: pl.DataFrame) -> pl.DataFrame:
-    """``real`` with its reference_verified column; in a frame without one, corrections are verified
-    and nothing else is (no person's "good" decision is known)."""
+    """``real`` with its reference_verified and output_origin columns; in a frame without them,
+    corrections are verified and nothing else is (no person's "good" decision is known), and
+    the origin is unknown (null)."""
+    if "output_origin" not in real.columns:
+        real = real.with_columns(output_origin=pl.lit(None, pl.String))
     if "reference_verified" in real.columns:
         return real
     return real.with_columns(reference_verified=pl.col("source") == "correction")
@@ -193,7 +222,8 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
     real = _with_verification(real)
     parent_groups = {e: group_id(task, i) for e, i in real.select("example_id", "input").iter_rows()}
     synth = synthetic.select("example_id", pl.lit("synthetic").alias("source"), "parent_id", "input", "output",
-                             pl.lit(None, pl.String).alias("failure_mode"), pl.lit(False).alias("reference_verified"))
+                             pl.lit(None, pl.String).alias("failure_mode"), pl.lit(False).alias("reference_verified"),
+                             _synthetic_origin(synthetic))
     rows = [dict(r, order=n) for n, r in enumerate(pl.concat([real.select(synth.columns), synth]).iter_rows(named=True))]
     report: dict[str, Any] = {"candidates": len(rows)}
 
@@ -226,6 +256,7 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
     kept = [r for r in kept if not (r["split"] == "test" and r["source"] == "synthetic")]
     kept = _drop_near_duplicates_of_test(kept, task, config.near_duplicate_threshold, dropped)
     kept = _cap_synthetic(kept, config.max_synthetic_share, dropped)
+    kept = _distilled(kept, config, dropped)
 
     report["dropped"] = {k: v for k, v in sorted(dropped.items()) if v}
     report["splits"] = {split: _split_report(kept, split) for split in SPLITS}
@@ -234,6 +265,32 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
     result = pl.DataFrame([{**{k: r[k] for k in EXAMPLE_SCHEMA if k != "created_at"}, "created_at": now} for r in kept],
                           schema=EXAMPLE_SCHEMA)
     return result, report
+
+
+def _synthetic_origin(synthetic: pl.DataFrame) -> pl.Expr:
+    """``synthetic:<generator>`` of each synthetic example (``synthetic`` when the frame has no generator)."""
+    if "generator" not in synthetic.columns:
+        return pl.lit("synthetic").alias("output_origin")
+    return ("synthetic:" + pl.col("generator")).alias("output_origin")
+
+
+def _distilled(rows: list[dict], config: CurationConfig, dropped: Counter) -> list[dict]:
+    """With ``config.distill_from``: train and validation traces written by another model (or,
+    with ``distill_verified_only``, not marked good by a person) are dropped, counted by reason."""
+    if not config.distill_from:
+        return rows
+    wanted = f"model:{config.distill_from}"
+    out = []
+    for row in rows:
+        if row["split"] != "test" and row["source"] == "trace":
+            if row["output_origin"] != wanted:
+                dropped["not_from_distilled_model"] += 1
+                continue
+            if config.distill_verified_only and not row["reference_verified"]:
+                dropped["distilled_output_not_verified"] += 1
+                continue
+        out.append(row)
+    return out
 
 
 def _first_per(rows: list[dict], key, limit: int, reason: str, dropped: Counter) -> list[dict]:

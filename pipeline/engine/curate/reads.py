@@ -15,7 +15,7 @@ from pipeline.engine.tasks import Task
 def real_examples_from(conn: duckdb.DuckDBPyConnection, task: Task) -> pl.DataFrame:
     """:func:`~pipeline.engine.curate.examples.real_examples` of the stored traces, trace
     evaluations and annotations."""
-    traces = store.read(conn, "SELECT trace_id, input::VARCHAR AS input, output, error FROM raw_traces ORDER BY trace_id")
+    traces = store.read(conn, "SELECT trace_id, input::VARCHAR AS input, output, error, model FROM raw_traces ORDER BY trace_id")
     evaluations = store.read(conn, "SELECT trace_id, check_name, passed FROM trace_evaluations ORDER BY trace_id, check_name")
     people = store.read(conn, "SELECT * FROM annotations")
     return real_examples(traces, evaluations, people, task)

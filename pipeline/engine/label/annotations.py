@@ -88,8 +88,8 @@ def validate_annotation(record: Any, task: Task, trace_inputs: dict[str, dict]) 
     supersedes = record.get("supersedes")
     if supersedes is not None and (not isinstance(supersedes, str) or not supersedes.strip()):
         raise RecordError("supersedes, when given, must be the annotation_id of the decision it replaces")
-    role = record.get("role")
-    if role is not None and role not in ROLES:
+    role = record.get("role") or ROLES[0]
+    if role not in ROLES:
         raise RecordError(f"role, when given, must be one of {ROLES}, got {role!r}")
     failure_mode = record.get("failure_mode")
     if label == "bad" and not failure_mode:
