@@ -84,7 +84,7 @@ def default_resources() -> dict:
         "trainer": LocalTrainer(base_corpus=os.environ.get("FLYWHEEL_BASE_CORPUS") or demo.base_corpus or ""),
         "paths": FlywheelPaths(),
         "judge": JudgeResource(model=os.environ.get("FLYWHEEL_JUDGE_MODEL") or None),
-        "curation": CurationSettings(),
+        "curation": CurationSettings(distill_from=os.environ.get("FLYWHEEL_DISTILL_FROM") or None),
         "fine_tuning": fine_tuning_resource(),
         "training_compute": TrainingCompute(launcher=os.environ.get("FLYWHEEL_TRAINING_LAUNCHER", "in_process"),
                                             image=os.environ.get("FLYWHEEL_TRAINING_IMAGE") or None),

@@ -23,3 +23,10 @@ def test_layout_files_come_from_the_environment_and_a_task_without_them_has_none
     monkeypatch.delenv("FLYWHEEL_PROMPT_LAYOUTS")
     monkeypatch.setenv("FLYWHEEL_TASK", "sql")
     assert default_resources()["trace_files"].prompt_layouts == []
+
+
+def test_distillation_is_off_by_default_and_names_its_model_from_the_environment(monkeypatch):
+    monkeypatch.delenv("FLYWHEEL_DISTILL_FROM", raising=False)
+    assert default_resources()["curation"].config().distill_from is None
+    monkeypatch.setenv("FLYWHEEL_DISTILL_FROM", "ft:gpt-4o-mini-2024-07-18:acme::x1")
+    assert default_resources()["curation"].config().distill_from == "ft:gpt-4o-mini-2024-07-18:acme::x1"
