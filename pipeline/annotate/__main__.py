@@ -5,8 +5,25 @@ from __future__ import annotations
 import argparse
 import os
 
+from pipeline.engine.label.agreement import SECOND_OPINION_SHARE
 from pipeline.engine.label.review import Review, task_guide
 from pipeline.engine.tasks import load_task
+
+
+def share(text: str) -> float:
+    """A second-opinion share: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"the second-opinion share must be a number between 0 and 1, got {text!r}")
+    return value
+
+
+def names(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +44,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where decisions wait while the database is busy; the annotations asset imports it")
     parser.add_argument("--busy-seconds", type=float, default=3.0,
                         help="how long a save waits for a busy database before going to the outbox")
+    parser.add_argument("--second-opinion-share", type=share,
+                        default=os.environ.get("FLYWHEEL_SECOND_OPINION_SHARE") or str(SECOND_OPINION_SHARE),
+                        help="share of traces routed to two annotators, 0 to 1 (default "
+                             f"FLYWHEEL_SECOND_OPINION_SHARE or {SECOND_OPINION_SHARE})")
+    parser.add_argument("--leads", type=names, default=os.environ.get("FLYWHEEL_LEADS") or "",
+                        help="comma-separated names of the leads who adjudicate disagreements, as they sign in "
+                             "(the proxy's header or the name field; default FLYWHEEL_LEADS, else nobody)")
+    parser.add_argument("--snapshot", default=None,
+                        help="where to publish the analysts' read-only copy after saves (default "
+                             "<database stem>.snapshot.duckdb beside the database, as the pipeline does; '' for none; "
+                             "MotherDuck has none)")
     return parser.parse_args(argv)
 
 
@@ -38,11 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     task = load_task(args.task)
     review = Review(args.database, args.outbox, task, busy_seconds=args.busy_seconds,
-                    guide=task_guide(task, args.task))
+                    guide=task_guide(task, args.task), second_opinion_share=args.second_opinion_share,
+                    snapshot=args.snapshot)
     start_flusher(review)
-    print(f"annotation app on http://{args.host}:{args.port} (database {args.database}, outbox {args.outbox})",
-          flush=True)
-    run_app(create_app(review, args.annotator, args.user_header or None), host=args.host, port=args.port, dev_mode=False)
+    print(f"annotation app on http://{args.host}:{args.port} (database {args.database}, outbox {args.outbox}, "
+          f"snapshot {review.snapshot or 'none'}, leads {', '.join(args.leads) or 'none'})", flush=True)
+    run_app(create_app(review, args.annotator, args.user_header or None, args.leads), host=args.host, port=args.port,
+            dev_mode=False)
 
 
 if __name__ == "__main__":

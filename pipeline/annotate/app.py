@@ -1,9 +1,15 @@
 """The annotation app (Shiny for Python): a review queue, one trace at a time beside its decision
-form (a correction validated and diffed live), the task's failure modes and guidelines. All data
-work is :mod:`pipeline.engine.label.review`; this module is layout and session state only.
+form (a correction validated and diffed live), the task's failure modes and guidelines; an
+Agreement tab (annotators' agreement, Cohen's kappa); disputed traces side by side for a lead to
+adjudicate. All data work is :mod:`pipeline.engine.label.review`; this module is layout and
+session state only.
 
 Who decides: the name a proxy puts in a header (``user_header``, X-Forwarded-User by default),
 else the name typed in the sidebar (remembered in the browser). A save without one is refused.
+Who adjudicates: the ``leads`` (names compared without case), under the same identity.
+
+A trace routed to two annotators that I have not decided shows no other annotator's decision
+(the second opinion is independent) unless it is in dispute: then everyone's is side by side.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from shiny import App, reactive, render, ui
 from pipeline.annotate import views
 from pipeline.engine.label.heal import failed_checks
 from pipeline.engine.label.review import (
-    DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, Guide, QueueFilter, Review, ReviewError,
-    editable_output, make_decision, new_annotation_id, output_diff, same_decision, same_output,
+    ADJUDICATION, ANNOTATION, DUPLICATE, ORDERINGS, QUEUED, STATUSES, DatabaseBusy, Decision, Guide, QueueFilter,
+    Review, ReviewError, editable_output, make_decision, new_annotation_id, output_diff, same_decision, same_output,
 )
 from pipeline.engine.tasks import Task, hooks
 
@@ -53,6 +59,9 @@ pre.diff { background: #f6f8fa; padding: .4em; font-size: .8em; max-height: 16em
 .mode-definition { font-size: .85em; margin: -.8em 0 .4em; } #notice { margin-bottom: .4em; }
 .failure-modes dt { font-weight: normal; } .failure-modes dd { font-size: .9em; margin-left: 1em; }
 .guidelines { font-size: .9em; } .guidelines h1 { font-size: 1.15rem; } .guidelines h2 { font-size: 1rem; margin-top: .8em; }
+.side-by-side th { white-space: nowrap; } .side-by-side td { white-space: pre-wrap; vertical-align: top; }
+.side-by-side pre.output { max-height: 14em; font-size: .8em; } #agreement { max-width: 70rem; }
+.agreement-table td:nth-child(n+3) { font-variant-numeric: tabular-nums; }
 """
 
 
@@ -73,6 +82,11 @@ def _row(raw: dict[str, Any], task: Task) -> dict[str, Any]:
     """A queue row with its input parsed and its one-line ``summary`` (the task's display text)."""
     input = json.loads(raw["input"])
     return {**raw, "input": input, "summary": hooks.display_text(task, input)}
+
+
+def is_lead(name: str, leads: list[str]) -> bool:
+    """Whether ``name`` is one of the ``leads`` (compared without case or surrounding space)."""
+    return bool(name.strip()) and name.strip().casefold() in {lead.strip().casefold() for lead in leads}
 
 
 def proxy_user(headers: Any, header: str | None) -> str:
@@ -144,6 +158,7 @@ def _form(shown: dict[str, Any], modes: list[str], task: Task) -> ui.Tag:
                               data_reset="correction", title="put the model's output back in the correction box"),
                class_="d-flex justify-content-between align-items-start"),
         ui.output_ui("identity_warning"),
+        ui.output_ui("adjudication"),
         ui.div(
             ui.tags.button("Save (Ctrl+Enter)", type="button", class_="btn btn-sm btn-primary me-2", data_action="save"),
             ui.tags.button("Skip (n)", type="button", class_="btn btn-sm btn-outline-secondary me-2", data_action="next"),
@@ -157,10 +172,13 @@ def _form(shown: dict[str, Any], modes: list[str], task: Task) -> ui.Tag:
     )
 
 
-def create_app(review: Review, default_annotator: str = "", user_header: str | None = PROXY_HEADER) -> App:
+def create_app(review: Review, default_annotator: str = "", user_header: str | None = PROXY_HEADER,
+               leads: list[str] | None = None) -> App:
     """The app over ``review`` (one per process; each browser session has its own state).
     ``default_annotator`` fills the name field of a browser that remembers none; ``user_header``
-    is the request header a proxy names the person in (None: trust no header)."""
+    is the request header a proxy names the person in (None: trust no header); ``leads`` may
+    adjudicate disagreements."""
+    leads = [lead.strip() for lead in leads or [] if lead.strip()]
     options = _options(review)
     task, guide = review.task, review.guide
     head = ui.head_content(ui.tags.style(STYLE),
@@ -170,10 +188,13 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
         return ui.page_sidebar(
             _sidebar(options, _identity(proxy_user(request.headers, user_header), user_header, default_annotator)),
             ui.output_ui("status"),
-            ui.layout_columns(
-                ui.div(ui.output_ui("trace"), ui.card(ui.card_header("Next in the queue"), ui.output_ui("upcoming"))),
-                ui.div(ui.output_ui("notice_box"), ui.output_ui("form"), _guide(guide), class_="form-column"),
-                col_widths=(7, 5), class_="review-columns"),
+            ui.navset_tab(
+                ui.nav_panel("Review", ui.layout_columns(
+                    ui.div(ui.output_ui("trace"), ui.card(ui.card_header("Next in the queue"), ui.output_ui("upcoming"))),
+                    ui.div(ui.output_ui("notice_box"), ui.output_ui("form"), _guide(guide), class_="form-column"),
+                    col_widths=(7, 5), class_="review-columns mt-2"), value="review"),
+                ui.nav_panel("Agreement", ui.div(ui.output_ui("agreement"), class_="mt-3"), value="agreement"),
+                id="tab"),
             head,
             title="Flywheel: review traces",
         )
@@ -188,6 +209,7 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
         progress = reactive.value(None)
         modes = reactive.value(options["failure_modes"])
         decided_here = reactive.value(0)
+        loaded_status = reactive.value("")
         history: list[tuple[Decision, dict[str, Any]]] = []
         keys = itertools.count(1)
         proxied = proxy_user(session.http_conn.headers, user_header)
@@ -242,6 +264,7 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
                 notice.set(("error", str(exc)))
                 return
             read_notice.set("")
+            loaded_status.set(filters.status)
             try:  # failure modes people added since
                 modes.set((await asyncio.to_thread(review.options))["failure_modes"])
             except DatabaseBusy:
@@ -250,17 +273,21 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
             await show(0)
             await refresh_progress()
 
-        async def save(fields: dict[str, Any]):
+        async def save(fields: dict[str, Any], role: str = ANNOTATION):
             view = shown.get()
             row, who = view["row"], me()
             if not who:
                 notice.set(("error", NO_NAME))
                 return
+            if role == ADJUDICATION and not is_lead(who, leads):
+                notice.set(("error", f"Not saved: only a lead can adjudicate ({who} is not one)."))
+                return
             correction = fields.get("correction") or ""
             edited = bool(correction.strip()) and not same_output(task, row["input"], correction, row["output"])
             # the decision to supersede is my current one now (another tab of mine may have saved)
             found = await read_decisions(row["trace_id"])
-            candidates = [d for d in (review.current_decision(row["trace_id"], who, found), view["mine"])
+            candidates = [d for d in (review.current_decision(row["trace_id"], who, found, role),
+                                      view["mine"] if role == ANNOTATION else None)
                           if d is not None and d.annotator == who]
             previous = max(candidates, key=lambda d: (d.annotated_at, d.annotation_id)) if candidates else None
             try:
@@ -268,7 +295,8 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
                     task, row["input"], annotation_id=view["annotation_id"], trace_id=row["trace_id"],
                     label=fields.get("label") or "", annotator=who,
                     failure_mode=(fields.get("newmode") or "").strip() or fields.get("mode"),
-                    correction=correction if edited else None, critique=fields.get("critique"), previous=previous)
+                    correction=correction if edited else None, critique=fields.get("critique"), previous=previous,
+                    role=role)
             except ReviewError as exc:
                 notice.set(("error", f"Not saved: {exc}"))
                 return
@@ -286,8 +314,15 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
                 decided_here.set(decided_here.get() + 1)
             kind = "queued" if status == QUEUED else "saved"
             edit = ", replacing your earlier decision" if decision.supersedes else ""
-            notice.set((kind, f"{row['trace_id']}: {decision.label}: {status}{edit}"))
-            await show(position.get() + 1)
+            settles = "" if role != ADJUDICATION else (
+                " as the adjudication: the trace is settled" if status != QUEUED else " (the adjudication: it settles "
+                                                                                        "the trace once written)")
+            notice.set((kind, f"{row['trace_id']}: {decision.label}: {status}{settles}{edit}"))
+            if role == ADJUDICATION and loaded_status.get() == "disagreements":  # it leaves this queue
+                queue.set([r for r in queue.get() if r["trace_id"] != row["trace_id"]])
+                await show(position.get())
+            else:
+                await show(position.get() + 1)
             await refresh_progress()
 
         async def undo():
@@ -324,8 +359,8 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
             # a save or undo belongs to the view it was made in: once that view is gone (the first
             # of a double submit was handled), a repeat is ignored
             stale = view is not None and str(view["key"]) != str(message.get("key"))
-            if action == "save" and view is not None and not stale:
-                await save(message.get("fields") or {})
+            if action in ("save", "adjudicate") and view is not None and not stale:
+                await save(message.get("fields") or {}, ADJUDICATION if action == "adjudicate" else ANNOTATION)
             elif action == "undo" and not stale:
                 await undo()
 
@@ -338,6 +373,10 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
                 parts[0] += f" (first {len(rows)} of {rows[0]['matching']} matching)"
             if counts:
                 parts.append(f"{counts['decided']} of {counts['traces']} traces decided ({counts['mine']} by you)")
+                if counts["second_opinions"]:
+                    parts.append(f"{counts['second_opinions']} second opinion(s) wanted from you")
+                if counts["disagreements"]:
+                    parts.append(f"{counts['disagreements']} disagreement(s) to adjudicate")
             return ui.div(
                 ui.p(" · ".join(parts), id="progress", class_="mb-2"),
                 (ui.div(read_notice.get(), class_="alert alert-warning", id="read-notice")
@@ -359,17 +398,47 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
             if not row["evaluated"]:
                 failed = failed_checks(task, row["input"], row["output"])
                 computed = True
-            found = current_decisions.get()
-            decisions = (views.decisions(found, set(row["decision_ids"]), me()) if found is not None
-                         else ui.p("Decisions could not be read (database busy)."))
+            found, who = current_decisions.get(), me()
+            dispute = None
+            if found is None:
+                decisions = ui.p("Decisions could not be read (database busy).")
+            elif blinded(row, found, who):
+                others = {r["annotator"] for r in found if r["current"] and r["role"] == ANNOTATION}
+                decisions = views.hidden_decisions(len(others))
+            else:
+                decisions = views.decisions(found, set(row["decision_ids"]), who)
+                dispute = disputed(row, found)
+            side_by_side = None
+            if dispute:  # first: what the lead settles
+                corrections = {r["annotation_id"]: editable_output(task, row["input"], r["correction"])
+                               for r in dispute if r["correction"]}
+                side_by_side = views.side_by_side(dispute, corrections, row["disagree_on"], who)
+            settlement = next((r for r in reversed(found or []) if r["current"] and r["role"] == ADJUDICATION), None)
             return ui.card(
                 ui.card_header(views.trace_facts(row)),
+                side_by_side,
                 views.trace_input(row["input"]),
                 ui.h6("Output"), ui.tags.pre(views.readable(row["output"]), class_="output"),
                 ui.h6("Assertions"), views.failed_checks(failed, computed),
                 ui.h6("Judge"), views.judge(row["judge_critique"], row["judge_outcome"]),
                 ui.h6("Decisions so far"), decisions,
+                views.settled(settlement) if settlement else None,
             )
+
+        def blinded(row: dict[str, Any], found: list[dict[str, Any]], who: str) -> bool:
+            """Whether others' decisions are hidden: a trace routed to two annotators, not in
+            dispute, that I have not decided (my second opinion is to be independent)."""
+            current = [r for r in found if r["current"] and r["role"] == ANNOTATION]
+            return (bool(row["second_opinion"]) and not row["disagree_on"] and bool(current)
+                    and all(r["annotator"] != who for r in current))
+
+        def disputed(row: dict[str, Any], found: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+            """The annotators' current decisions on a trace in dispute that no lead settled yet
+            (as the queue loaded it), else None."""
+            current = [r for r in found if r["current"]]
+            if not row["disagree_on"] or any(r["role"] == ADJUDICATION for r in current):
+                return None
+            return [r for r in current if r["role"] == ANNOTATION]
 
         @render.ui
         def form():
@@ -386,6 +455,26 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
         def mode_definition():
             new, chosen = field("newmode"), field("mode")
             return views.mode_definition((new or "").strip() or chosen or "", guide)
+
+        @render.ui
+        def adjudication():
+            view, found = shown.get(), current_decisions.get()
+            if view is None or found is None or not disputed(view["row"], found):
+                return None
+            return views.adjudication_control(is_lead(me(), leads), leads, me())
+
+        @render.ui
+        async def agreement():
+            decided_here.get()  # again after each save
+            if input.tab() != "agreement":
+                return None
+            try:
+                frame = await asyncio.to_thread(review.agreement)
+            except DatabaseBusy:
+                return ui.p("Agreement could not be read (database busy): open this tab again in a moment.")
+            counts = progress.get()
+            return views.agreement(frame.to_dicts(), review.second_opinion_share,
+                                   counts["disagreements"] if counts else None)
 
         @render.ui
         def identity_warning():
@@ -426,18 +515,21 @@ def create_app(review: Review, default_annotator: str = "", user_header: str | N
 
 
 def start_flusher(review: Review, interval: float = 2.0) -> threading.Event:
-    """A background thread writing the outbox into the database whenever it is free; set the
-    returned event to stop it."""
+    """A background thread that, every ``interval`` seconds, writes the outbox into the database
+    when it is free and then publishes the analysts' snapshot if this process wrote since the
+    last one (so a burst of saves makes one copy); set the returned event to stop it."""
     stop = threading.Event()
 
     def loop():
         while not stop.wait(interval):
-            try:
-                review.flush()
-            except DatabaseBusy:
-                continue
-            except Exception:  # keep flushing: one bad round must not stop the outbox for good
-                log.exception("writing the outbox failed; retrying")
+            for work, failed in ((review.flush, "writing the outbox"),
+                                 (review.publish_snapshot, "publishing the snapshot")):
+                try:
+                    work()
+                except DatabaseBusy:
+                    break  # a run holds the database: next round
+                except Exception:  # keep going: one bad round must not stop the outbox or the copy for good
+                    log.exception("%s failed; retrying", failed)
 
     threading.Thread(target=loop, name="outbox-flusher", daemon=True).start()
     return stop

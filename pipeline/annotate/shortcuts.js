@@ -1,7 +1,8 @@
 // Action buttons and keyboard shortcuts of the annotation app. Every action goes to the server as
 // one `action` input: {action, key, fields, nonce}. `key` names the form (trace view) it belongs to,
 // so a doubled or stale action is recognised; `fields` are the form's values as shown right now.
-// Also: the annotator's name is remembered in this browser, and each new trace is shown from its top.
+// Also: the annotator's name is remembered in this browser, each new trace is shown from its top,
+// and "Use in the form" (a disputed trace's decisions side by side) fills the form with one of them.
 (function () {
   const NAME_KEY = "flywheel.annotator";
 
@@ -43,6 +44,29 @@
     box.dispatchEvent(new Event("change", {bubbles: true}));
   }
 
+  // A form field set as if typed, so Shiny (and the live checks) see the new value.
+  function setField(el, text) {
+    if (!el) return;
+    el.value = text;
+    el.dispatchEvent(new Event("input", {bubbles: true}));
+    el.dispatchEvent(new Event("change", {bubbles: true}));
+  }
+
+  // Fill the form with a decision shown side by side: label, failure mode (a new one when the
+  // list lacks it), critique and correction (the output when the decision has none).
+  function adopt(button) {
+    const root = form();
+    if (!root) return;
+    const d = button.dataset;
+    pick(d.label);
+    const select = root.querySelector("select[id^='mode_']");
+    const known = !d.mode || (select && Array.from(select.options).some((o) => o.value === d.mode));
+    setField(select, known ? d.mode : "");
+    setField(root.querySelector("input[id^='newmode_']"), known ? "" : d.mode);
+    setField(root.querySelector("textarea[id^='critique_']"), d.critique);
+    setField(root.querySelector("textarea[id^='correction_']"), d.correction || root.dataset.baseline);
+  }
+
   function typing(el) {
     return el && (el.tagName === "TEXTAREA" || el.tagName === "SELECT" ||
                   (el.tagName === "INPUT" && el.type !== "radio" && el.type !== "checkbox"));
@@ -64,10 +88,14 @@
   document.addEventListener("click", (event) => {
     const button = event.target.closest("[data-action]");
     if (button) { event.preventDefault(); send(button.dataset.action); return; }
+    const decision = event.target.closest("[data-adopt]");
+    if (decision) { event.preventDefault(); adopt(decision); return; }
     if (event.target.closest("[data-reset]")) { event.preventDefault(); resetCorrection(); }
   });
 
   document.addEventListener("keydown", (event) => {
+    const root = form();
+    if (root && root.offsetParent === null) return;  // another tab is open: the form is hidden
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter") { event.preventDefault(); send("save"); return; }
     if (event.key === "Escape" && document.activeElement) { document.activeElement.blur(); return; }
     if (typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;

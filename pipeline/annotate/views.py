@@ -4,13 +4,14 @@ as text (htmltools escapes it), never as HTML."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from htmltools import HTML, Tag, TagList, tags
 from markdown_it import MarkdownIt
 
-from pipeline.engine.label.review import Decision, FailureMode, Guide
+from pipeline.engine.label.review import ADJUDICATION, Decision, FailureMode, Guide
 from pipeline.engine.tasks import CheckResult
 
 #: Markdown for the team's guidelines: CommonMark with tables, raw HTML in the file shown as text.
@@ -71,20 +72,131 @@ def judge(critique: str | None, outcome: str | None) -> Tag:
 
 def decisions(rows: list[dict[str, Any]], known_ids: set[str], annotator: str) -> TagList:
     """Each annotator's current decision on the trace (rows of ``Review.decisions_for``, history
-    included), with how many earlier versions it replaced; a decision by someone else made since
-    the queue loaded is flagged."""
+    included), and a lead's adjudication, with how many earlier versions each replaced; a
+    decision by someone else made since the queue loaded is flagged."""
     current = [r for r in rows if r["current"]]
     if not current:
         return TagList(tags.p("No decisions yet.", class_="decisions-none"))
     new = [r for r in current if r["annotation_id"] not in known_ids and r["annotator"] != annotator]
     banner = (tags.div(f"Decided by {', '.join(sorted({r['annotator'] for r in new}))} since your queue loaded.",
                        class_="alert alert-warning decided-elsewhere") if new else None)
-    versions = {r["annotator"]: sum(1 for x in rows if x["annotator"] == r["annotator"]) for r in current}
-    return TagList(banner, tags.ul(*[
-        tags.li(f"{r['annotator']}" + (" (you)" if r["annotator"] == annotator else "") + f": {r['label']}"
+    versions = Counter((r["annotator"], r["role"]) for r in rows)
+
+    def line(r: dict[str, Any]) -> str:
+        kept = versions[(r["annotator"], r["role"])] - 1
+        return ((f"Adjudication by {r['annotator']}" if r["role"] == ADJUDICATION else r["annotator"])
+                + (" (you)" if r["annotator"] == annotator else "") + f": {r['label']}"
                 + (f" ({r['failure_mode']})" if r["failure_mode"] else "") + f", {_when(r['annotated_at'])}"
-                + (f", edited: {versions[r['annotator']] - 1} earlier version(s) kept"
-                   if versions[r["annotator"]] > 1 else "")) for r in current], class_="decisions"))
+                + (f", edited: {kept} earlier version(s) kept" if kept else ""))
+
+    return TagList(banner, tags.ul(*[tags.li(line(r), class_="adjudication" if r["role"] == ADJUDICATION else None)
+                                     for r in current], class_="decisions"))
+
+
+def hidden_decisions(n: int) -> Tag:
+    """What a second annotator reads instead of the first one's decision: it stays hidden until
+    they decide, so the second opinion is independent (and the agreement measured honest)."""
+    return tags.div(tags.b("Second opinion wanted. "),
+                    f"{n} other annotator(s) decided this trace; their decision is hidden until you save yours, "
+                    "so the two are independent (the agreement between annotators is measured on them).",
+                    class_="alert alert-info py-1 px-2 second-opinion")
+
+
+def side_by_side(rows: list[dict[str, Any]], corrections: dict[str, str], disagree_on: list[str],
+                 annotator: str) -> Tag:
+    """The annotators' current decisions on a disputed trace, one column each (label, failure
+    mode, critique, correction), each with a button that puts it into the form; ``corrections``
+    maps an annotation_id to its correction in the form's editable shape."""
+    def cell(value: str | None, kind: str) -> Tag:
+        return tags.td(value, class_=kind) if value else tags.td("(none)", class_=f"{kind} text-muted")
+
+    adopt = [tags.td(tags.button("Use in the form", type="button", class_="btn btn-sm btn-outline-primary py-0",
+                                 data_adopt=r["annotation_id"], data_label=r["label"],
+                                 data_mode=r["failure_mode"] or "", data_critique=r["critique"] or "",
+                                 data_correction=corrections.get(r["annotation_id"], ""),
+                                 title=f"fill the form with {r['annotator']}'s decision")) for r in rows]
+    return tags.div(
+        tags.p(tags.b("Disagreement on " + ", ".join(a.replace("_", " ") for a in disagree_on) + ". "),
+               "Each annotator's current decision, side by side:", class_="mb-1"),
+        tags.table(
+            tags.thead(tags.tr(tags.th(""), *[tags.th(r["annotator"] + (" (you)" if r["annotator"] == annotator else ""))
+                                             for r in rows])),
+            tags.tbody(
+                tags.tr(tags.th("Label"), *[cell(r["label"], "label") for r in rows]),
+                tags.tr(tags.th("Failure mode"), *[cell(r["failure_mode"], "failure-mode") for r in rows]),
+                tags.tr(tags.th("Critique"), *[cell(r["critique"], "critique") for r in rows]),
+                tags.tr(tags.th("Correction"), *[tags.td(tags.pre(readable(r["correction"]), class_="output m-0"))
+                                                 if r["correction"] else cell(None, "correction") for r in rows]),
+                tags.tr(tags.th(""), *adopt)),
+            class_="table table-sm side-by-side"),
+        id="side-by-side", class_="border-bottom mb-3")
+
+
+def adjudication_control(lead: bool, leads: list[str], annotator: str) -> Tag:
+    """Under a disputed trace's form: a lead's button that saves the form as the adjudication,
+    or why there is none."""
+    if lead:
+        return tags.div(
+            tags.button("Adjudicate: save as the settled decision", type="button", class_="btn btn-sm btn-success",
+                        data_action="adjudicate", title="record the form as the lead's adjudication: it settles the trace"),
+            tags.small(" Settles the disagreement: training and the judge's alignment use this decision.",
+                       class_="text-muted"),
+            class_="my-2 adjudicate")
+    who = (f"the leads are {', '.join(leads)}" if leads
+           else "no lead is configured (--leads or FLYWHEEL_LEADS)")
+    name = f"{annotator} is" if annotator else "you are"
+    return tags.div(f"Only a lead can adjudicate this disagreement, and {name} not one: {who}. "
+                    "Saving records your own decision.", class_="alert alert-secondary py-1 px-2 not-a-lead")
+
+
+def settled(row: dict[str, Any]) -> Tag:
+    """The note on a trace a lead has adjudicated."""
+    return tags.p(tags.b("Settled: "), f"{row['annotator']}'s adjudication, {row['label']}"
+                  + (f" ({row['failure_mode']})" if row["failure_mode"] else "")
+                  + ", is the label training and the judge's alignment use.", class_="settled")
+
+
+#: Landis and Koch's words for a kappa: (lower bound, word), highest first.
+_STRENGTH = ((0.81, "almost perfect"), (0.61, "substantial"), (0.41, "moderate"), (0.21, "fair"), (0.0, "slight"))
+
+
+def kappa_words(kappa: float | None) -> str:
+    """A kappa for people: two decimals and Landis and Koch's word for it."""
+    if kappa is None:
+        return "n/a (every rating the same)"
+    word = next((w for bound, w in _STRENGTH if kappa >= bound), "worse than chance")
+    return f"{kappa:.2f} ({word})"
+
+
+def agreement(rows: list[dict[str, Any]], share: float, waiting: int | None) -> Tag:
+    """The agreement between annotators (rows of the ``annotator_agreement`` view), rounded for
+    people, with the share routed to two annotators and the disagreements waiting for a lead."""
+    routing = tags.p(f"{share:.0%} of traces are routed to two annotators (second opinions come first in the queue).",
+                     class_="text-muted routing")
+    pending = (tags.p(f"{waiting} disagreement(s) wait for a lead's adjudication (label status "
+                      "\"disagreements to adjudicate\").", class_="disagreements-waiting") if waiting else None)
+    if not rows:
+        return tags.div(tags.p("No trace has two annotators yet: agreement is measured once a second person "
+                               "decides a trace someone else decided.", class_="agreement-none"),
+                        routing, id="agreement")
+    label = next((r for r in rows if r["aspect"] == "label"), None)
+    headline = (tags.p(tags.b("Label (good/bad): "),
+                       f"Cohen's kappa {kappa_words(label['kappa'])}, raw agreement {label['agreement']:.0%} "
+                       f"over {label['pairs']} pair(s) of decisions on {label['traces']} trace(s).",
+                       class_="agreement-headline") if label else None)
+    body = [tags.tr(tags.td("label" if r["aspect"] == "label" else "failure mode named"),
+                    tags.td(r["failure_mode"] or ""), tags.td(str(r["pairs"])), tags.td(str(r["traces"])),
+                    tags.td(f"{r['agreement']:.0%}"), tags.td(kappa_words(r["kappa"])),
+                    class_=f"aspect-{r['aspect']}") for r in rows]
+    return tags.div(
+        headline, pending,
+        tags.table(tags.thead(tags.tr(*[tags.th(h) for h in ("Aspect", "Failure mode", "Pairs", "Traces",
+                                                            "Raw agreement", "Cohen's kappa")])),
+                   tags.tbody(*body), class_="table table-sm agreement-table"),
+        tags.small("Each pair of two annotators' current decisions on a trace counts once. A failure mode row asks "
+                   "whether both named that mode. Kappa corrects raw agreement for chance: 1 is perfect, 0 chance "
+                   "level.", class_="text-muted"),
+        routing, id="agreement")
 
 
 def my_decision(decision: Decision | None) -> Tag | None:

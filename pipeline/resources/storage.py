@@ -36,9 +36,7 @@ class FlywheelDuckDB(DuckDBResource):
     @property
     def snapshot_path(self) -> Path | None:
         """Where the read-only copy is published, or None (MotherDuck, in memory, or turned off)."""
-        if not self.local or self.snapshot == "":
-            return None
-        return Path(self.snapshot) if self.snapshot else Path(self.database).with_suffix(".snapshot.duckdb")
+        return snapshots.snapshot_path(self.database, self.snapshot)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -15,8 +15,10 @@ import pytest
 from tests.annotate.seed import HOSTILE, seed_database
 
 REPO = Path(__file__).resolve().parents[2]
-#: The app's environment: no default annotator and the default proxy header, whatever this shell sets.
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("FLYWHEEL_ANNOTATOR", "FLYWHEEL_USER_HEADER")}
+#: The app's environment: no default annotator, the default proxy header, no leads and the default
+#: second-opinion share, whatever this shell sets.
+CLEAN_ENV = {k: v for k, v in os.environ.items()
+             if k not in ("FLYWHEEL_ANNOTATOR", "FLYWHEEL_USER_HEADER", "FLYWHEEL_LEADS", "FLYWHEEL_SECOND_OPINION_SHARE")}
 
 
 def _free_port() -> int:
@@ -54,12 +56,13 @@ def app(tmp_path_factory):
         yield from serve(database, folder, log)
 
 
-def serve(database: str, folder: Path, log):
-    """Start the app on a free port, yield it once it answers, stop it by its pid."""
+def serve(database: str, folder: Path, log, *options: str):
+    """Start the app on a free port (with flywheel-annotate's ``options`` too), yield it once it
+    answers, stop it by its pid."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "pipeline.annotate", "--database", database, "--outbox", str(folder / "incoming"),
-         "--port", str(port), "--busy-seconds", "0.5"],
+         "--port", str(port), "--busy-seconds", "0.5", *options],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**CLEAN_ENV, "PYTHONPATH": str(REPO)})
     url = f"http://127.0.0.1:{port}/"
     try:

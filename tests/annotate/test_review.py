@@ -1,11 +1,14 @@
 """The review engine: queue filters and orderings, validated decisions, saves that survive a busy
 database and concurrent annotators, undo, edits that supersede a person's earlier decision, the
-canonical form and diff of a correction, and the task's guide."""
+canonical form and diff of a correction, the task's guide, second opinions routed to a second
+annotator, disagreements and a lead's adjudication, and the analysts' snapshot after writes."""
 
 import json
 import threading
 from contextlib import contextmanager
+import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,10 +17,14 @@ import pytest
 from pipeline.engine.core import store
 from pipeline.engine.ingest.records import RecordError
 from pipeline.engine.label.annotations import labelled_failures, read_annotation_files, validate_annotation
+from pipeline.annotate.app import start_flusher
+from pipeline.engine.core.snapshot import snapshot_path
+from pipeline.engine.label.agreement import needs_second_opinion
 from pipeline.engine.label.review import (
-    DUPLICATE, QUEUED, SAVED, FailureMode, QueueFilter, Review, ReviewError, editable_output, make_decision,
-    new_annotation_id, output_diff, same_decision, same_output, task_guide,
+    ADJUDICATION, ANNOTATION, DUPLICATE, QUEUED, SAVED, DatabaseBusy, Decision, FailureMode, QueueFilter, Review, ReviewError,
+    editable_output, make_decision, new_annotation_id, output_diff, same_decision, same_output, task_guide,
 )
+from pipeline.resources.storage import FlywheelDuckDB
 from pipeline.engine.tasks import load_task
 from tests.annotate.seed import COLUMNS, GOOD, TASK, UNKNOWN_COLUMN, held_database, seed_database
 
@@ -99,7 +106,7 @@ def test_label_status_and_failure_mode_from_people(review):
     assert "t_good" not in ids(review.queue(QueueFilter(status="undecided")))
     assert ids(review.queue(QueueFilter(status="all", failure_mode="wrong_time_range"))) == ["t_good"]
     assert "wrong_time_range" in review.options()["failure_modes"]
-    assert review.progress("ana") == {"traces": 5, "decided": 1, "mine": 1}
+    assert review.progress("ana") == {"traces": 5, "decided": 1, "mine": 1, "second_opinions": 0, "disagreements": 0}
 
 
 def test_decisions_are_validated():
@@ -330,3 +337,140 @@ def test_migration_10_adds_supersedes_to_an_existing_database(tmp_path, monkeypa
     with store.connect(path) as conn:
         assert conn.execute("SELECT annotation_id, supersedes FROM annotations").fetchall() == [("ann_old", None)]
         assert 10 in {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+#: With a share of 0.5, four of the five seeded traces are routed to two annotators.
+ROUTED = ["t_column", "t_json", "t_slow", "t_html"]
+
+
+def routed_review(review, share=0.5):
+    return Review(review.database, review.outbox.folder, TASK, second_opinion_share=share)
+
+
+def test_a_routed_trace_one_other_person_decided_is_a_second_opinion_wanted_from_me(review):
+    review = routed_review(review)
+    frame = review.queue(QueueFilter(status="all"))
+    assert dict(zip(ids(frame), frame["second_opinion"])) == {t: needs_second_opinion(t, 0.5) for t in TASK_IDS}
+    assert sorted(t for t in TASK_IDS if needs_second_opinion(t, 0.5)) == sorted(ROUTED)  # the SQL is the rule
+    review.save(decide("t_json", "ana", correction=None))  # routed: ben's second opinion is wanted
+    review.save(decide("t_good", "ana", correction=None))  # not routed: one annotator is enough
+
+    assert ids(review.queue(QueueFilter(status="second_opinion", annotator="ben"))) == ["t_json"]
+    assert ids(review.queue(QueueFilter(status="second_opinion", annotator="ana"))) == []  # she decided it
+    default = review.queue(QueueFilter(annotator="ben"))  # first the second opinion, then failing first
+    assert ids(default) == ["t_json", "t_html", "t_column", "t_slow", "t_good"]
+    assert default["second_opinion_wanted"].to_list() == [True, False, False, False, False]
+    assert ids(review.queue(QueueFilter(status="all", annotator="ben")))[0] == "t_html"  # only the default reorders
+    assert review.progress("ben")["second_opinions"] == 1
+
+    review.save(decide("t_json", "ben", label="good", correction=None))  # two annotators now: nobody else's turn
+    assert ids(review.queue(QueueFilter(status="second_opinion", annotator="cy"))) == []
+    assert ids(review.queue(QueueFilter(annotator="cy")))[0] == "t_html"
+    assert routed_review(review, 0.0).queue(QueueFilter(status="second_opinion", annotator="ben")).is_empty()
+    assert ids(routed_review(review, 1.0).queue(QueueFilter(status="second_opinion", annotator="ben"))) == ["t_good"]
+
+
+def test_a_settled_trace_wants_no_second_opinion_and_the_share_is_checked(review):
+    review = routed_review(review)
+    review.save(decide("t_json", "ana", correction=None))
+    review.save(decide("t_json", "maya", correction=None, role=ADJUDICATION))
+    assert review.queue(QueueFilter(status="second_opinion", annotator="ben")).is_empty()
+    with pytest.raises(ReviewError, match="between 0 and 1"):
+        Review(review.database, review.outbox.folder, TASK, second_opinion_share=1.5)
+
+
+def test_a_disagreement_waits_for_an_adjudication_that_settles_it(review):
+    review = routed_review(review)
+    ana, ben = decide("t_json", "ana", correction=None), decide("t_json", "ben", label="good", correction=None)
+    assert review.agreement().is_empty()  # nobody decided a trace twice yet
+    for d in (ana, ben):
+        review.save(d)
+    waiting = review.queue(QueueFilter(status="disagreements", annotator="maya"))
+    assert ids(waiting) == ["t_json"] and waiting["disagree_on"].to_list() == [["label"]]
+    assert review.progress("maya")["disagreements"] == 1
+    label = review.agreement().filter(pl.col("aspect") == "label").row(0, named=True)
+    assert (label["pairs"], label["traces"], label["agreement"]) == (1, 1, 0.0)
+
+    settle = decide("t_json", "maya", correction=GOOD, critique="not JSON; this is", role=ADJUDICATION)
+    assert decide("t_json", "maya", role=ADJUDICATION, previous=ana).supersedes is None  # not hers, not this role
+    assert review.save(settle) == SAVED
+    assert review.queue(QueueFilter(status="disagreements", annotator="maya")).is_empty()
+    found = review.decisions_for("t_json")
+    assert found.filter(pl.col("current")).select("annotator", "role").rows() == [
+        ("ana", ANNOTATION), ("ben", ANNOTATION), ("maya", ADJUDICATION)]
+    assert review.current_decision("t_json", "maya", found, ADJUDICATION) == settle
+    assert review.current_decision("t_json", "maya", found) is None  # an adjudication is not her own label
+    again = decide("t_json", "maya", label="good", correction=None, role=ADJUDICATION, previous=settle)
+    assert again.supersedes == settle.annotation_id  # a lead's second thought replaces her adjudication
+    with duckdb.connect(review.database) as conn:
+        assert conn.execute("SELECT label, correction, annotator, decided_by FROM decided_labels "
+                            "WHERE trace_id = 't_json'").fetchall() == [("bad", GOOD, "maya", "adjudication")]
+        assert conn.execute("SELECT role FROM annotations WHERE annotation_id = ?",
+                            [ana.annotation_id]).fetchall() == [(ANNOTATION,)]
+    with pytest.raises(ReviewError, match="unknown role"):
+        decide(role="boss")
+
+
+def test_an_adjudication_waiting_in_the_outbox_keeps_its_role(review):
+    settle = decide("t_json", "maya", correction=None, role=ADJUDICATION)
+    with busy(review):
+        assert review.save(settle) == QUEUED
+    files = sorted(review.outbox.folder.iterdir())
+    assert read_annotation_files(files, TASK, {"t_json": INPUT}).annotations["role"].to_list() == [ADJUDICATION]
+    record = settle.record()
+    del record["role"]  # written before roles: an annotator's decision
+    assert Decision.from_record(record).role == ANNOTATION
+    assert review.flush() == 1
+    with duckdb.connect(review.database) as conn:
+        assert conn.execute("SELECT role FROM annotations").fetchall() == [(ADJUDICATION,)]
+
+
+def snapshot_rows(path: Path) -> list[str]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT annotation_id FROM annotations").fetchall())
+
+
+def test_the_snapshot_is_published_once_after_a_burst_of_writes(review):
+    assert review.snapshot == Path(review.database).with_name("f.snapshot.duckdb")
+    assert review.publish_snapshot() is False and not review.snapshot.exists()  # nothing written yet
+    burst = [decide(t, correction=None) for t in ("t_column", "t_json", "t_slow")]
+    for d in burst:
+        review.save(d)
+    assert review.publish_snapshot() is True
+    assert review.publish_snapshot() is False  # nothing new: no copy
+    assert snapshot_rows(review.snapshot) == sorted(d.annotation_id for d in burst)
+    review.undo(burst[0].annotation_id)
+    assert review.publish_snapshot() is True
+    assert snapshot_rows(review.snapshot) == sorted(d.annotation_id for d in burst[1:])
+    with busy(review):
+        review.save(decide("t_good", correction=None))  # waits in the outbox: not in the database yet
+        with pytest.raises(DatabaseBusy):
+            review.flush()
+    assert review.publish_snapshot() is False
+    review.flush()
+    assert review.publish_snapshot() is True and len(snapshot_rows(review.snapshot)) == 3
+
+
+def test_the_flusher_publishes_the_snapshot_within_seconds_of_a_save(review):
+    stop = start_flusher(review, interval=0.2)
+    try:
+        decision = decide(correction=None)
+        review.save(decision)
+        deadline = time.monotonic() + 30
+        while not (review.snapshot.exists() and snapshot_rows(review.snapshot) == [decision.annotation_id]):
+            assert time.monotonic() < deadline, "the snapshot did not show the save within 30 s"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+
+
+def test_one_rule_for_where_the_snapshot_lives(tmp_path):
+    database = str(tmp_path / "flywheel.duckdb")
+    assert snapshot_path(database) == tmp_path / "flywheel.snapshot.duckdb"
+    assert snapshot_path(database, str(tmp_path / "copy.duckdb")) == tmp_path / "copy.duckdb"
+    assert snapshot_path(database, "") is None  # turned off
+    assert snapshot_path("md:flywheel") is None and snapshot_path(":memory:") is None  # no file to copy
+    for setting in (None, "", str(tmp_path / "copy.duckdb")):
+        assert FlywheelDuckDB(database=database, snapshot=setting).snapshot_path == snapshot_path(database, setting)
+        assert Review(database, tmp_path / "in", TASK, snapshot=setting).snapshot == snapshot_path(database, setting)
+    assert Review("md:flywheel", tmp_path / "in", TASK).snapshot is None

@@ -4,7 +4,8 @@ DuckDB lets one process write a database file, and a reader that opens the file 
 writer (and the other way round). So the writer publishes a copy after each change
 (:func:`publish`): CHECKPOINT, copy to a temporary file beside the copy, ``os.replace``. A
 reader that holds the previous copy keeps reading it (its file stays alive until closed); the
-next ``duckdb.connect(snapshot, read_only=True)`` sees the new one.
+next ``duckdb.connect(snapshot, read_only=True)`` sees the new one. Where the copy lives is
+:func:`snapshot_path`, for the pipeline and the annotation app alike.
 """
 
 import os
@@ -14,6 +15,19 @@ from pathlib import Path
 import duckdb
 
 from pipeline.engine.core.connections import DatabaseLocked, is_local, retry_while_locked
+
+#: The copy's name beside the database: ``data/flywheel.duckdb`` -> ``data/flywheel.snapshot.duckdb``.
+SUFFIX = ".snapshot.duckdb"
+
+
+def snapshot_path(database: str, setting: str | None = None) -> Path | None:
+    """Where the read-only copy of ``database`` is published: ``setting`` when it names a path,
+    else ``<database stem>.snapshot.duckdb`` beside the database; None when ``setting`` is ""
+    (turned off) or the database is not a local file (MotherDuck serves readers itself, and
+    ``:memory:`` has no file)."""
+    if not is_local(database) or setting == "":
+        return None
+    return Path(setting) if setting else Path(database).with_suffix(SUFFIX)
 
 
 def _wal_is_empty(conn: duckdb.DuckDBPyConnection) -> bool:

@@ -3,6 +3,13 @@
 - :meth:`Review.queue`: raw_traces with their failed assertions, the judge's critique and the
   decisions so far, filtered and ordered. Filters are bound parameters; orderings come from a
   fixed list. No SQL is ever built from a caller's string.
+- Second opinions: a share of traces (``second_opinion_share``, chosen by
+  :func:`pipeline.engine.label.agreement.needs_second_opinion`) is routed to two annotators. Such
+  a trace that exactly one other person decided, and I have not, is a second opinion wanted
+  from me: first in my default queue (status 'not_mine'), and a status of its own.
+- Disagreements: the status 'disagreements' is the ``disagreements`` view (annotators'
+  current decisions differ, no adjudication yet). A lead settles one with a decision of role
+  'adjudication'; :meth:`Review.agreement` reads the ``annotator_agreement`` view.
 - :func:`make_decision`: a validated decision; an edited output (the correction) must pass the
   task's assertions (:func:`pipeline.engine.label.heal.failed_checks` gives the reasons live).
 - :meth:`Review.save` / :meth:`Review.undo`: short-lived connections, retried while another
@@ -13,6 +20,9 @@
 - Edits: a person's decision on a trace they decided before supersedes their earlier one (a new
   row naming it in ``supersedes``, always later); the earlier row stays as history and the
   latest is their current decision (:meth:`Review.current_decision`).
+- The analysts' snapshot: after Review wrote (save, undo, flush) :meth:`Review.publish_snapshot`
+  publishes the read-only copy (:mod:`pipeline.engine.core.snapshot`); the app calls it every
+  few seconds, so a burst of saves makes one copy.
 - What a person edits and reads beside the trace: :func:`editable_output` (the one canonical,
   indented form of an output), :func:`output_diff` (a correction against the output) and
   :func:`task_guide` (the task's failure modes with their definitions, and its guidelines).
@@ -35,8 +45,10 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
+from pipeline.engine.core import snapshot as snapshots
 from pipeline.engine.core import store
 from pipeline.engine.core.connections import DatabaseLocked, retry_while_locked
+from pipeline.engine.label.agreement import ROLES, SECOND_OPINION_SHARE, second_opinion_sql
 from pipeline.engine.label.annotations import ANNOTATION_SCHEMA, LABELS, correction_error
 from pipeline.engine.tasks import Task, hooks, task_file
 from pipeline.engine.ingest.records import parse_timestamp
@@ -44,9 +56,13 @@ from pipeline.engine.ingest.records import parse_timestamp
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: annotations.role: an annotator's own decision, or a lead's settling one.
+ANNOTATION, ADJUDICATION = ROLES
 #: Label status filters: what each shows.
 STATUSES = {
-    "not_mine": "not decided by me",
+    "not_mine": "not decided by me (second opinions first)",
+    "second_opinion": "second opinion wanted from me",
+    "disagreements": "disagreements to adjudicate",
     "undecided": "not decided by anyone",
     "decided": "decided by someone",
     "mine": "decided by me",
@@ -113,6 +129,8 @@ class Decision:
     critique: str | None = None
     #: the annotation_id of the same person's earlier decision on the trace this one replaces
     supersedes: str | None = None
+    #: ANNOTATION (one annotator's view) or ADJUDICATION (a lead's decision settling the trace)
+    role: str = ANNOTATION
 
     def record(self) -> dict[str, Any]:
         """The JSON record read by :func:`pipeline.engine.label.annotations.read_annotation_files`."""
@@ -120,7 +138,9 @@ class Decision:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Decision:
-        return cls(**{**record, "annotated_at": parse_timestamp(record["annotated_at"])})
+        """A decision from its JSON record (one without a role, written before roles, is an annotator's)."""
+        return cls(**{**record, "annotated_at": parse_timestamp(record["annotated_at"]),
+                      "role": record.get("role") or ANNOTATION})
 
 
 def new_annotation_id() -> str:
@@ -136,14 +156,17 @@ def _text(value: str | None) -> str | None:
 def make_decision(task: Task, input: dict[str, Any], *, annotation_id: str, trace_id: str, label: str,
                   annotator: str, failure_mode: str | None = None, correction: str | None = None,
                   critique: str | None = None, now: datetime | None = None,
-                  previous: Decision | None = None) -> Decision:
+                  previous: Decision | None = None, role: str = ANNOTATION) -> Decision:
     """A decision ready to save; raises ReviewError with the reason when it cannot be saved.
 
     A 'bad' decision without a failure mode gets 'unspecified' (as imported files do); a 'good'
     one keeps none. A correction must pass every assertion of the task. ``previous``, the same
-    annotator's current decision on the trace, is superseded: the new one names it and is dated
-    after it (so it is current even if clocks disagree); someone else's is ignored.
+    annotator's current decision of the same ``role`` on the trace, is superseded: the new one
+    names it and is dated after it (so it is current even if clocks disagree); someone else's,
+    or one of the other role, is ignored. Who may adjudicate is the caller's to check.
     """
+    if role not in ROLES:
+        raise ReviewError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
     if label not in LABELS:
         raise ReviewError(f"choose a label: {' or '.join(LABELS)}")
     if not _text(annotator):
@@ -155,12 +178,13 @@ def make_decision(task: Task, input: dict[str, Any], *, annotation_id: str, trac
             raise ReviewError(problem)
     mode = (_text(failure_mode) or "unspecified") if label == "bad" else None
     at = now or datetime.now(timezone.utc)
-    mine = previous if previous is not None and previous.annotator == annotator.strip() else None
+    mine = previous if previous is not None and (previous.annotator, previous.role) == (annotator.strip(), role) \
+        else None
     if mine is not None:
         at = max(at, mine.annotated_at + timedelta(microseconds=1))
     return Decision(annotation_id=annotation_id, trace_id=trace_id, label=label, annotator=annotator.strip(),
                     annotated_at=at, failure_mode=mode, correction=correction, critique=_text(critique),
-                    supersedes=mine.annotation_id if mine is not None else None)
+                    supersedes=mine.annotation_id if mine is not None else None, role=role)
 
 
 def same_decision(task: Task, input: dict[str, Any], a: Decision, b: Decision) -> bool:
@@ -305,6 +329,14 @@ class Outbox:
         return len(list(self.folder.glob(f"{self.PREFIX}*.jsonl"))) if self.folder.is_dir() else 0
 
 
+#: Traces of the task wanted from ``$annotator`` as a second opinion: routed to two annotators,
+#: exactly one other person's current decision, none of theirs, not settled by an adjudication.
+_WANTED_SQL = f"""wanted AS (
+    SELECT d.trace_id FROM annotator_decisions d JOIN raw_traces r USING (trace_id)
+    WHERE r.task = $task AND {second_opinion_sql("d.trace_id")}
+      AND d.trace_id NOT IN (SELECT trace_id FROM annotations WHERE role = '{ADJUDICATION}')
+    GROUP BY d.trace_id HAVING count(*) = 1 AND NOT bool_or(d.annotator = $annotator))"""
+
 _QUEUE_SQL = """
 WITH ev AS (
     SELECT trace_id, count(*) FILTER (WHERE passed = false) AS n_failed,
@@ -316,11 +348,13 @@ jd AS (
     FROM trace_judgements WHERE subject = 'trace' AND outcome IS NOT NULL GROUP BY trace_id),
 cur AS (
     SELECT * FROM annotations
-    QUALIFY row_number() OVER (PARTITION BY trace_id, annotator ORDER BY annotated_at DESC, annotation_id DESC) = 1),
+    QUALIFY row_number() OVER (PARTITION BY trace_id, annotator, coalesce(role, 'annotation')
+                               ORDER BY annotated_at DESC, annotation_id DESC) = 1),
 an AS (
     SELECT trace_id, list(annotation_id) AS decision_ids, list(DISTINCT annotator) AS annotators,
            list(failure_mode) AS modes
     FROM cur GROUP BY trace_id),
+""" + _WANTED_SQL + """,
 s AS (
     SELECT avg(length(coalesce(output, ''))) AS mu_len, stddev_pop(length(coalesce(output, ''))) AS sd_len,
            avg(latency_ms) AS mu_lat, stddev_pop(latency_ms) AS sd_lat FROM raw_traces)
@@ -328,10 +362,12 @@ SELECT t.trace_id, t.source, t.ts, t.input::VARCHAR AS input, t.output, t.model,
        t.metadata->>'user_feedback' AS user_feedback, coalesce(ev.n_failed, 0) AS n_failed, ev.failed,
        ev.trace_id IS NOT NULL AS evaluated,
        jd.judge_critique, jd.judge_outcome, coalesce(an.decision_ids, []) AS decision_ids,
-       coalesce(an.annotators, []) AS annotators, count(*) OVER () AS matching
-FROM raw_traces t LEFT JOIN ev USING (trace_id) LEFT JOIN jd USING (trace_id)
-     LEFT JOIN an USING (trace_id) CROSS JOIN s
-WHERE t.task = $task
+       coalesce(an.annotators, []) AS annotators, t.second_opinion, w.trace_id IS NOT NULL AS second_opinion_wanted,
+       dis.disagree_on, count(*) OVER () AS matching
+FROM (SELECT *, """ + second_opinion_sql("trace_id") + """ AS second_opinion FROM raw_traces WHERE task = $task) t
+     LEFT JOIN ev USING (trace_id) LEFT JOIN jd USING (trace_id) LEFT JOIN an USING (trace_id)
+     LEFT JOIN wanted w USING (trace_id) LEFT JOIN disagreements dis USING (trace_id) CROSS JOIN s
+WHERE true
   AND ($source::VARCHAR IS NULL OR t.source = $source)
   AND ($since::DATE IS NULL OR t.ts >= $since::DATE)
   AND ($until::DATE IS NULL OR t.ts < $until::DATE + INTERVAL 1 DAY)
@@ -342,23 +378,36 @@ WHERE t.task = $task
        OR ($status = 'undecided' AND an.trace_id IS NULL)
        OR ($status = 'decided' AND an.trace_id IS NOT NULL)
        OR ($status = 'mine' AND list_contains(an.annotators, $annotator))
-       OR ($status = 'not_mine' AND NOT coalesce(list_contains(an.annotators, $annotator), false)))
-ORDER BY {order}, t.trace_id
+       OR ($status = 'not_mine' AND NOT coalesce(list_contains(an.annotators, $annotator), false))
+       OR ($status = 'second_opinion' AND w.trace_id IS NOT NULL)
+       OR ($status = 'disagreements' AND dis.trace_id IS NOT NULL))
+ORDER BY ($status = 'not_mine' AND w.trace_id IS NOT NULL) DESC, {order}, t.trace_id
 LIMIT $limit
 """
 
 
 class Review:
-    """Queue reads and decision writes against one database, with an outbox for busy times."""
+    """Queue reads and decision writes against one database, with an outbox for busy times.
+
+    ``second_opinion_share``: the share of traces routed to two annotators. ``snapshot``: where
+    the analysts' read-only copy is published (:func:`pipeline.engine.core.snapshot.snapshot_path`:
+    None for the default beside the database, "" for none)."""
 
     def __init__(self, database: str, outbox: str | Path, task: Task, busy_seconds: float = 3.0,
-                 guide: Guide | None = None):
+                 guide: Guide | None = None, second_opinion_share: float = SECOND_OPINION_SHARE,
+                 snapshot: str | None = None):
+        if not 0 <= second_opinion_share <= 1:
+            raise ReviewError(f"second-opinion share must be between 0 and 1, got {second_opinion_share}")
         self.database = database
         self.outbox = Outbox(outbox)
         self.task = task
         self.busy_seconds = busy_seconds
         self.guide = guide or task_guide(task)
+        self.second_opinion_share = second_opinion_share
+        self.snapshot = snapshots.snapshot_path(database, snapshot)
         self._undos: set[str] = set()
+        #: whether this process wrote since the snapshot was last published
+        self._wrote = False
 
     def _with_connection(self, work: Callable[[duckdb.DuckDBPyConnection], T], wait: float | None = None) -> T:
         """``work`` on a fresh connection, closed afterwards; retried while another process holds
@@ -385,7 +434,8 @@ class Review:
         params: dict[str, Any] = {
             "task": self.task.name, "source": filters.source or None, "since": filters.since,
             "until": filters.until, "check": filters.check or None, "mode": filters.failure_mode or None,
-            "status": filters.status, "annotator": filters.annotator, "limit": int(limit)}
+            "status": filters.status, "annotator": filters.annotator, "limit": int(limit),
+            "second_opinion_share": self.second_opinion_share}
         if "$negative" in ORDERINGS[order][1]:
             params["negative"] = NEGATIVE_FEEDBACK
         if "$seed" in ORDERINGS[order][1]:
@@ -412,28 +462,43 @@ class Review:
         ``current`` marks each annotator's current one. Waits only briefly."""
         return self._with_connection(lambda conn: store.read(conn, """
             SELECT annotation_id, trace_id, annotator, label, failure_mode, correction, critique, annotated_at,
-                   supersedes, row_number() OVER (PARTITION BY annotator
-                                                  ORDER BY annotated_at DESC, annotation_id DESC) = 1 AS current
+                   supersedes, coalesce(role, 'annotation') AS role,
+                   row_number() OVER (PARTITION BY annotator, coalesce(role, 'annotation')
+                                      ORDER BY annotated_at DESC, annotation_id DESC) = 1 AS current
             FROM annotations WHERE trace_id = ? ORDER BY annotated_at, annotation_id""", [trace_id]),
             wait=QUICK_READ_SECONDS)
 
-    def current_decision(self, trace_id: str, annotator: str, found: pl.DataFrame | None) -> Decision | None:
-        """``annotator``'s current decision on a trace: the latest of theirs among ``found`` (the
-        trace's rows from :meth:`decisions_for`; None when the table could not be read) and the
-        outbox (decisions waiting for a busy database); None when there is none."""
+    def current_decision(self, trace_id: str, annotator: str, found: pl.DataFrame | None,
+                         role: str = ANNOTATION) -> Decision | None:
+        """``annotator``'s current decision of ``role`` on a trace: the latest of theirs among
+        ``found`` (the trace's rows from :meth:`decisions_for`; None when the table could not be
+        read) and the outbox (decisions waiting for a busy database); None when there is none."""
         mine = [Decision(**{k: v for k, v in row.items() if k != "current"})
                 for row in (found.to_dicts() if found is not None else [])
-                if row["annotator"] == annotator and row["current"]]
-        mine += [d for d in self.outbox.pending() if d.trace_id == trace_id and d.annotator == annotator]
+                if row["annotator"] == annotator and row["current"] and row["role"] == role]
+        mine += [d for d in self.outbox.pending()
+                 if d.trace_id == trace_id and d.annotator == annotator and d.role == role]
         return max(mine, key=lambda d: (d.annotated_at, d.annotation_id)) if mine else None
 
     def progress(self, annotator: str) -> dict[str, int]:
-        """Traces of the task, traces anyone decided, traces ``annotator`` decided; waits only briefly."""
-        row = self._with_connection(lambda conn: conn.execute("""
+        """Traces of the task, traces anyone decided, traces ``annotator`` decided, second opinions
+        wanted from ``annotator`` and disagreements waiting for a lead; waits only briefly."""
+        row = self._with_connection(lambda conn: conn.execute("WITH " + _WANTED_SQL + """
             SELECT count(*), count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM annotations)),
-                   count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM annotations WHERE annotator = ?))
-            FROM raw_traces WHERE task = ?""", [annotator, self.task.name]).fetchone(), wait=QUICK_READ_SECONDS)
-        return {"traces": row[0], "decided": row[1], "mine": row[2]}
+                   count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM annotations WHERE annotator = $annotator)),
+                   count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM wanted)),
+                   count(*) FILTER (WHERE trace_id IN (SELECT trace_id FROM disagreements))
+            FROM raw_traces WHERE task = $task""", {"annotator": annotator, "task": self.task.name,
+                                                    "second_opinion_share": self.second_opinion_share}).fetchone(),
+            wait=QUICK_READ_SECONDS)
+        return dict(zip(("traces", "decided", "mine", "second_opinions", "disagreements"), row))
+
+    def agreement(self) -> pl.DataFrame:
+        """The ``annotator_agreement`` view: per aspect (the label, each failure mode) pairs,
+        traces, raw agreement and Cohen's kappa; empty when no trace has two annotators. Waits
+        only briefly."""
+        return self._with_connection(lambda conn: store.read(conn, "SELECT * FROM annotator_agreement"),
+                                     wait=QUICK_READ_SECONDS)
 
     def save(self, decision: Decision) -> str:
         """SAVED, DUPLICATE (this annotation_id is already there) or QUEUED (in the outbox)."""
@@ -444,6 +509,7 @@ class Review:
             self.outbox.put(decision)
             return QUEUED
         self.outbox.discard(decision.annotation_id)
+        self._wrote = self._wrote or bool(new)
         return SAVED if new else DUPLICATE
 
     def undo(self, annotation_id: str) -> str:
@@ -470,8 +536,30 @@ class Review:
             for decision in waiting:
                 self.outbox.discard(decision.annotation_id)
             self._undos -= undos
+            self._wrote = self._wrote or bool(new or undos)
             return new
 
         if not self._undos and not self.outbox.pending():
             return 0
         return self._with_connection(write)
+
+    def publish_snapshot(self) -> bool:
+        """Publish the analysts' read-only copy if this process wrote since the last one and the
+        copy lags the database; returns whether a copy was published. Raises DatabaseBusy when
+        another process holds the database (the copy is published on a later call, or by that
+        process when it is done)."""
+        with _LOCK:
+            if self.snapshot is None or not self._wrote:
+                return False
+            self._wrote = False
+        database = Path(self.database)
+
+        def publish(conn) -> bool:
+            # this connection changed nothing: the file's time now is when it was last written
+            return snapshots.publish(conn, database, self.snapshot, database.stat().st_mtime_ns)
+
+        try:
+            return self._with_connection(publish)
+        except BaseException:
+            self._wrote = True  # try again next time
+            raise
