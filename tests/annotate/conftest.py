@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from tests.annotate.seed import HOSTILE, seed_database
+from tests.browser import browser
 
 REPO = Path(__file__).resolve().parents[2]
 #: The app's environment: no default annotator, the default proxy header, no leads and the default
@@ -83,3 +84,30 @@ def serve(database: str, folder: Path, log, *options: str):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+#: The screen the browser tests drive the app at.
+VIEWPORT = {"width": 1600, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser() as instance:
+        yield instance
+
+
+@pytest.fixture
+def screens(tmp_path) -> Path:
+    folder = Path(os.environ.get("FLYWHEEL_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_page(chromium, app, **context):
+    """A new page of ``app`` at :data:`VIEWPORT`, its script errors collected in ``page.errors``."""
+    page = chromium.new_context(viewport=VIEWPORT, **context).new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page.goto(app.url)
+    page.wait_for_selector("[data-form-key]")
+    return page

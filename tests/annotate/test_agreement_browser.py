@@ -7,21 +7,17 @@ decided_labels gives the lead's label. Each save reaches the analysts' snapshot 
 
 Screenshots go to FLYWHEEL_SCREENSHOTS when it names a folder (else the test's tmp folder)."""
 
-import os
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from pipeline.engine.core.snapshot import snapshot_path
 from pipeline.engine.label.agreement import needs_second_opinion
-from tests.annotate.conftest import serve
+from tests.annotate.conftest import open_page, serve
 from tests.annotate.seed import TRACES, seed_database
-from tests.browser import browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
-VIEWPORT = {"width": 1600, "height": 1000}
 SHARE = 0.5
 #: Decided before the app starts: both annotators agree on these two routed traces.
 AGREED = {"t_column": ("bad", "unknown_column"), "t_slow": ("good", None)}
@@ -41,28 +37,6 @@ def app(tmp_path_factory):
                              [f"ann_{annotator}_{trace_id}", trace_id, label, mode, annotator, n])
     with open(folder / "app.log", "wb") as log:
         yield from serve(database, folder, log, "--second-opinion-share", str(SHARE), "--leads", "Maya, Lee")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with browser() as instance:
-        yield instance
-
-
-@pytest.fixture
-def screens(tmp_path) -> Path:
-    folder = Path(os.environ.get("FLYWHEEL_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def open_page(chromium, app, **context):
-    page = chromium.new_context(viewport=VIEWPORT, **context).new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(app.url)
-    page.wait_for_selector("[data-form-key]")
-    return page
 
 
 def load(page, annotator=None, status="not_mine", **selects):

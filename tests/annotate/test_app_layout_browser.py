@@ -7,18 +7,14 @@ never nobody).
 Screenshots go to FLYWHEEL_SCREENSHOTS when it names a folder (else the test's tmp folder)."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from pipeline.engine.label.review import editable_output
-from tests.annotate.conftest import serve
+from tests.annotate.conftest import VIEWPORT, open_page, serve
 from tests.annotate.seed import COLUMNS, GOOD, TASK, TRACES, UNKNOWN_COLUMN, seed_database
-from tests.browser import browser
 
 expect = pytest.importorskip("playwright.sync_api").expect
-VIEWPORT = {"width": 1600, "height": 1000}
 CORRECTION = "textarea[id^='correction_']"
 #: A dataset with 400 columns: the trace is far taller than the window.
 WIDE = COLUMNS + [f"attribute.custom_field_{n:03d}" for n in range(400)]
@@ -32,28 +28,6 @@ def app(tmp_path_factory):
     database = seed_database(folder / "flywheel.duckdb", LAYOUT_TRACES, {"t_wide": WIDE})
     with open(folder / "app.log", "wb") as log:
         yield from serve(database, folder, log)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with browser() as instance:
-        yield instance
-
-
-@pytest.fixture
-def screens(tmp_path) -> Path:
-    folder = Path(os.environ.get("FLYWHEEL_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def open_page(chromium, app, **context):
-    page = chromium.new_context(viewport=VIEWPORT, **context).new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(app.url)
-    page.wait_for_selector("[data-form-key]")
-    return page
 
 
 @pytest.fixture
