@@ -1,5 +1,6 @@
 """DuckDB schema, migrations and key-based writes."""
 
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -109,6 +110,26 @@ def test_eval_results_are_keyed_by_model_test_set_and_example(conn):
     with pytest.raises(duckdb.ConstraintException):  # two rows for one key never land
         store.upsert(conn, "eval_results", twice, ["model_id", "test_set_version"])
     assert conn.execute("SELECT count(*) FROM eval_results").fetchone()[0] == 4
+
+
+def test_eval_results_rewritten_after_reopening_a_file_database(tmp_path):
+    # DuckDB checked a reopened file's unique index (migration 8, dropped by 15) before a
+    # same-transaction delete reached it: rewriting a model's results failed
+    path = str(tmp_path / "f.duckdb")
+    with closing(store.connect(path)) as c:
+        for model in ("ft-0", "ft-1", "ft-2"):
+            store.upsert(c, "eval_results", results(model, "ts1", [f"e{i}" for i in range(300)] + ["e9x"]),
+                         ["model_id", "test_set_version"])
+        store.upsert(c, "eval_results", results("ft-1", "ts1", ["e1", "e2", "e9"]), ["model_id", "test_set_version"])
+    with closing(store.connect(path)) as c:
+        store.upsert(c, "eval_results", results("ft-1", "ts1", ["e1", "e2", "e3"], passed=False),
+                     ["model_id", "test_set_version"])
+        mine = "SELECT example_id, passed_checks FROM eval_results WHERE model_id = 'ft-1' ORDER BY ALL"
+        assert c.execute(mine).fetchall() == [
+            ("e1", False), ("e2", False), ("e3", False)]  # e9 is gone: the prefix's rows are the batch's
+        store.upsert(c, "eval_results", results("ft-1", "ts1", ["e3"]), ["model_id", "test_set_version", "example_id"])
+        assert c.execute(mine).fetchall() == [("e1", False), ("e2", False), ("e3", True)]
+        assert c.execute("SELECT count(*) FROM eval_results").fetchone() == (2 * 301 + 3,)
 
 
 def test_read_returns_polars(conn):

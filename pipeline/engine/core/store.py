@@ -288,6 +288,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
       AND s.example_id = training_examples.example_id AND training_examples.output_origin IS NULL;
     UPDATE training_examples SET output_origin = 'person' WHERE source = 'correction' AND output_origin IS NULL;
     """),
+    (14, "incumbent outputs: the production model's answers on the test split and recent traces", """
+    CREATE TABLE IF NOT EXISTS incumbent_outputs (
+        model VARCHAR NOT NULL, scope VARCHAR NOT NULL, item_id VARCHAR NOT NULL, input_hash VARCHAR NOT NULL,
+        output VARCHAR, error VARCHAR, latency_ms DOUBLE, prompt_tokens BIGINT, completion_tokens BIGINT,
+        cost_usd DOUBLE, captured_at TIMESTAMPTZ NOT NULL, attempts BIGINT NOT NULL);
+    """),
+    (15, "eval_results: drop the unique index that made rewriting a model's results fail in a reopened file", """
+    DROP INDEX IF EXISTS eval_results_key;
+    """),
 ]
 
 CONTRACT_TABLES = (
@@ -357,6 +366,13 @@ def _write(conn: duckdb.DuckDBPyConnection, statements: list[str], batch: pl.Dat
         conn.unregister("batch")
 
 
+#: Tables whose rows are unique on these columns. Migration 8 enforced it with a unique index, but
+#: DuckDB checks a reopened file database's unique index before the same transaction's DELETE
+#: reaches it, so rewriting existing keys failed (INSERT OR REPLACE too); migration 15 drops the
+#: index and :func:`upsert` refuses a batch that repeats one of these keys.
+UNIQUE_KEYS = {"eval_results": ("model_id", "test_set_version", "example_id")}
+
+
 def upsert(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str]) -> int:
     """Replace the rows of ``table`` whose ``key`` matches a row of ``batch`` with the batch.
 
@@ -365,6 +381,9 @@ def upsert(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key
     """
     if batch.is_empty():
         return 0
+    unique = UNIQUE_KEYS.get(table)
+    if unique and batch.select(unique).is_duplicated().any():
+        raise duckdb.ConstraintException(f"two rows of the batch share one {table} key {unique}")
     keys = ", ".join(key)
     _write(conn, [
         f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM batch) batch "
