@@ -8,8 +8,9 @@ FLYWHEEL_TASK (a built-in name, a module path or a task file), FLYWHEEL_TRACE_PA
 FLYWHEEL_ANNOTATION_PATHS (``os.pathsep``-separated files or folders), FLYWHEEL_PROMPT_LAYOUTS
 (layout files of the production prompts that wrote the chat logs) and FLYWHEEL_BASE_CORPUS
 (a task's own demo files are the defaults only for that task), FLYWHEEL_DUCKDB (a path, or an
-``md:`` MotherDuck string). A team's own definitions module calls :func:`build_defs` with
-:func:`default_resources` and its overrides (README, "Adding a task").
+``md:`` MotherDuck string), FLYWHEEL_INCUMBENT_* (the model in production today, to capture and
+compare: :func:`pipeline.resources.incumbent.incumbent_from_env`). A team's own definitions module
+calls :func:`build_defs` with :func:`default_resources` and its overrides (README, "Adding a task").
 """
 
 import os
@@ -17,6 +18,7 @@ import os
 import dagster as dg
 
 from assets import curate, evaluate, ingest, label, sources, train
+from assets import incumbent as incumbent_assets
 from assets import langsmith as langsmith_assets
 from pipeline.automation import SOURCES, apply_policy, automation_sensor, nightly_schedule, retraining_job
 from pipeline.engine.tasks import load_task
@@ -26,6 +28,7 @@ from pipeline.resources import (
     AnnotationFiles, CurationSettings, EvalServing, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource,
     LangSmithSource, LocalTrainer, TaskResource, TraceFiles, TrainingCompute,
 )
+from pipeline.resources.incumbent import incumbent_from_env
 
 ASSET_MODULES = [ingest, label, curate, train, evaluate]
 
@@ -89,6 +92,7 @@ def default_resources() -> dict:
         "training_compute": TrainingCompute(launcher=os.environ.get("FLYWHEEL_TRAINING_LAUNCHER", "in_process"),
                                             image=os.environ.get("FLYWHEEL_TRAINING_IMAGE") or None),
         "eval_serving": EvalServing(base_url=os.environ.get("FLYWHEEL_EVAL_BASE_URL") or None),
+        "incumbent": incumbent_from_env(),
         "langsmith": LangSmithSource(
             project=os.environ.get("LANGSMITH_PROJECT"),
             prompt_layouts=locations("FLYWHEEL_PROMPT_LAYOUTS", demo.prompt_layouts),
@@ -98,7 +102,7 @@ def default_resources() -> dict:
 
 def build_defs(resources: dict) -> dg.Definitions:
     """The whole code location with ``resources`` (tests and deployments pass their own)."""
-    assets = dg.load_assets_from_modules([*ASSET_MODULES, langsmith_assets])
+    assets = dg.load_assets_from_modules([*ASSET_MODULES, langsmith_assets, incumbent_assets])
     return dg.Definitions(
         assets=apply_policy([*assets, *sources.SOURCES]),
         asset_checks=dg.load_asset_checks_from_modules([*ASSET_MODULES, langsmith_assets]),

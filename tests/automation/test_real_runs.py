@@ -5,13 +5,13 @@ import json
 
 import dagster as dg
 
-from assets import langsmith, sources
+from assets import incumbent, langsmith, sources
 from pipeline.definitions import ASSET_MODULES
 from tests.automation.conftest import Graph
 
 CHAIN = ["raw_traces", "annotations", "trace_evaluations", "trace_judgements", "labelled_failures",
-         "synthetic_examples", "training_examples", "training_files"]
-MODULES = [*ASSET_MODULES, langsmith]
+         "synthetic_examples", "training_examples", "training_files", "incumbent_outputs"]
+MODULES = [*ASSET_MODULES, langsmith, incumbent]
 ASSETS = [*dg.load_assets_from_modules(MODULES), *sources.SOURCES, *dg.load_asset_checks_from_modules(MODULES)]
 
 
