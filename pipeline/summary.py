@@ -1,9 +1,11 @@
 """Print where to look after a run: an under-trained model first, table sizes, the latest eval
-report's figures (the gate's decision in one sentence; against the base, and the promoted model
-when there is one: each rate, the difference with its interval and the McNemar p; exact match on
-the test references a person verified apart from agreement with the unverified ones, with their
-counts) and how its models trained (planned vs actual), the promoted model. Percentages have one
-decimal, p-values two significant digits.
+report's figures (the gate's decision in one sentence; the candidates side by side: base,
+few-shot, fine-tuned, promoted, incumbent, each with its rates and 95% intervals, latency per call
+(median, p95), cost per call and verdict; the newest fine-tuned model against the base, and
+against the promoted model and the incumbent when there are: each rate, the difference with its
+interval and the McNemar p; exact match on the test references a person verified apart from
+agreement with the unverified ones, with their counts) and how its models trained (planned vs
+actual), the promoted model. Percentages have one decimal, p-values two significant digits.
 ``python -m pipeline.summary [database]``; opens the database read-only."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import duckdb
 
 from pipeline.engine.core.store import CONTRACT_TABLES
 from pipeline.engine.evaluate.gate import current_promoted
-from pipeline.engine.evaluate.report import p_text, pct, points
+from pipeline.engine.evaluate.report import board_cells, p_text, pct, points
 from pipeline.engine.evaluate.scoring import LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC
 from pipeline.engine.train.registry import trainings, under_trained
 
@@ -62,20 +64,41 @@ def metric_line(label: str, c: dict[str, Any] | None) -> str:
 
 
 def comparison_block(name: str, figures: dict[str, Any]) -> list[str]:
-    """The fine-tuned model against one baseline (``name``: "base", "promoted"): a header and one row per metric."""
+    """The fine-tuned model against one baseline (``name``: "base", "promoted", "incumbent"): a
+    header and one row per metric."""
     header = f"  {'fine-tuned vs ' + name:<{LABEL_WIDTH}}{name:>10}{'fine-tuned':>12}  {'difference (95% CI)':<30}"
     return [header + f"{'McNemar p':>10}", *(metric_line(label, c) for label, c in metric_rows(figures))]
 
 
+BOARD_WIDTHS = (24, 26, 26, 26, 14)
+
+
+def board_lines(figures: dict[str, Any], n: int) -> list[str]:
+    """The candidates side by side (none for a report made before they competed): label, the
+    rates with their intervals, latency (median, p95), cost per call, verdict."""
+    board = figures.get("board")
+    if not board:
+        return []
+    names = ("candidate", "passes all assertions", "exact match", "latency (median, p95)", "cost per call")
+    header = "".join(f"{name:<{width}}" for name, width in zip(names, BOARD_WIDTHS)) + "verdict"
+    lines = ["", f"  Candidates side by side (the same {n} test traces):", "    " + header]
+    for row in board:
+        label, _, *cells, verdict = board_cells(row, judged=False)
+        lines.append("    " + "".join(f"{cell:<{width}}" for cell, width in zip([label, *cells], BOARD_WIDTHS))
+                     + verdict)
+    return lines
+
+
 def latest_reports(conn) -> list[tuple[Any, ...]]:
-    """The rows of the newest eval report (the newest candidate against each baseline), the
-    comparison with its base first: (model_id, baseline_model_id, is the base, n_examples,
-    metrics, verdict, test_set_version)."""
+    """The rows of the newest eval report in which the newest fine-tuned model is compared with
+    each of its references, the comparison with its base first: (model_id, baseline_model_id,
+    is the base, n_examples, metrics, verdict, test_set_version)."""
     return conn.execute("""SELECT model_id, baseline_model_id, r.baseline_model_id = m.base_model AS vs_base,
             n_examples, r.metrics, verdict, test_set_version
         FROM eval_reports r JOIN fine_tuned_models m USING (model_id)
         WHERE r.created_at = (SELECT max(r.created_at) FROM eval_reports r JOIN fine_tuned_models m USING (model_id)
                               WHERE r.baseline_model_id = m.base_model)
+          AND coalesce((r.metrics->>'$.primary')::BOOLEAN, true)
         ORDER BY vs_base DESC, baseline_model_id""").fetchall()
 
 
@@ -85,14 +108,14 @@ def report_lines(database: str, reports: list[tuple[Any, ...]], training: dict[s
     models and how they trained, where the full report is."""
     model_id, baseline_id, _, n, metrics, verdict, test_set = reports[0]
     figures = json.loads(metrics)
+    others = [(json.loads(row[4]).get("baseline_label", "promoted"), row) for row in reports[1:]]
     lines = ["", f"Latest eval report (n={n} real test traces never seen in training):",
              *([f"  Promotion gate: {figures['decision']}."] if figures.get("decision") else []),
-             *reference_lines(figures, n), *comparison_block("base", figures)]
-    for row in reports[1:]:
-        lines += ["", *comparison_block("promoted", json.loads(row[4]))]
+             *board_lines(figures, n), "", *reference_lines(figures, n), *comparison_block("base", figures)]
+    for name, row in others:
+        lines += ["", *comparison_block(name, json.loads(row[4]))]
     lines += ["", f"  base {baseline_id}", f"  fine-tuned {model_id}: {verdict.replace('_', ' ')}",
-              *(f"  promoted {b}; fine-tuned against it: {v.replace('_', ' ')}"
-                for _, b, _, _, _, v, _ in reports[1:]),
+              *(f"  {name} {row[1]}; fine-tuned against it: {row[5].replace('_', ' ')}" for name, row in others),
               "  training (trained of planned):",
               *(f"    {role}: {t.figures}, data {t.data_version or 'n/a'}; {t.state}"
                 for role, t in (("base", training.get(baseline_id)), ("fine-tuned", training.get(model_id)))

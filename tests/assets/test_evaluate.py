@@ -17,6 +17,7 @@ from pipeline.engine.core import store
 from pipeline.engine.evaluate.scoring import score
 from pipeline.engine.tasks import load_task
 from pipeline.resources import EvalServing, FineTuning, FlywheelDuckDB, FlywheelPaths, JudgeResource, TaskResource
+from pipeline.resources.incumbent import IncumbentResource
 from tests.assets.tiny import tiny_resources
 from tests.fakes import FakeOpenAI
 
@@ -36,9 +37,10 @@ def judge_like_the_checks(request):
 
 # --- the gate, on prepared results ----------------------------------------------------------------------
 
-def prepare(folder, n=60, candidate_fails=20, candidate_good=GOOD):
+def prepare(folder, n=60, candidate_fails=20, candidate_good=GOOD, candidate_ms=5.0):
     """A test split of ``n`` examples and stored eval results: the promoted model passes all, the
-    candidate fails ``candidate_fails`` (writing ``candidate_good`` elsewhere), the base fails all."""
+    candidate fails ``candidate_fails`` (writing ``candidate_good`` elsewhere), the base fails all;
+    each item took 5 ms, the candidate's ``candidate_ms``."""
     test = pl.DataFrame({"example_id": [f"trace:e{i:03d}" for i in range(n)], "source": "trace",
                          "group_id": [f"g{i}" for i in range(n)], "split": "test",
                          "input": [json.dumps({"question": f"count {i}", "columns": ["duration_ms"]}) for i in range(n)],
@@ -59,14 +61,16 @@ def prepare(folder, n=60, candidate_fails=20, candidate_good=GOOD):
         outputs = {"ft-old": [GOOD] * n, "ft-new": ["nope"] * candidate_fails + [candidate_good] * (n - candidate_fails),
                    "base-1": ["nope"] * n}
         for model_id, out in outputs.items():
-            store.upsert(conn, "eval_results", score(stored, out, TASK, model_id, latencies_ms=[5.0] * n), ["model_id"])
+            latency = candidate_ms if model_id == "ft-new" else 5.0
+            store.upsert(conn, "eval_results", score(stored, out, TASK, model_id, latencies_ms=[latency] * n),
+                         ["model_id"])
 
 
 def run_gate(folder, judge=None, config=None, logs=None):
     """eval_report and promoted_model in one run; ``logs`` (a list) gets the run's log messages."""
     resources = {"duckdb": FlywheelDuckDB(database=str(folder / "flywheel.duckdb")), "task": TaskResource(),
                  "judge": judge or JudgeResource(), "paths": FlywheelPaths(data_dir=str(folder)),
-                 "fine_tuning": FineTuning(), "eval_serving": EvalServing()}
+                 "fine_tuning": FineTuning(), "eval_serving": EvalServing(), "incumbent": IncumbentResource()}
     with dg.instance_for_test() as instance:
         result = dg.materialize([eval_report, promoted_model], resources=resources, instance=instance,
                                 raise_on_error=False,
@@ -81,42 +85,46 @@ def metadata(result, asset):
                 if e.asset_key.to_user_string() == asset).event_specific_data.materialization.metadata
 
 
-REASON = "Not promoted: the fine-tuned model is significantly worse than the promoted model on passes all assertions " \
-         "(-33.3 pts, p=1.9e-06) and exact match (-33.3 pts, p=1.9e-06)"
+REASON = "Not promoted: the model in use stays, the cheapest candidate significantly better than its base"
+LOST = ("fine-tuned: passes all assertions 33.3 pts below the promoted model (lower bound -43.3 < -2); exact match "
+        "33.3 pts below the promoted model (lower bound -43.3 < -2)")
 
 
-def test_gate_blocks_a_candidate_worse_than_the_promoted_model_and_says_by_how_much(tmp_path):
+def test_gate_blocks_a_candidate_below_the_promoted_model_beyond_the_margin_and_says_by_how_much(tmp_path):
     prepare(tmp_path)
     logs = []
     result = run_gate(tmp_path, logs=logs)
-    assert result.success  # a blocked candidate is an expected outcome, not a failed run
+    assert result.success  # a candidate not promoted is an expected outcome, not a failed run
     assert not any(event.is_failure for event in result.all_events)
     check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_regression")
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert "passes all assertions vs ft-old: 100.0% -> 66.7% (-33.3 pts" in check.description
-    assert "McNemar p=" in check.description and "20 losses / 0 wins" in check.description
-    assert check.metadata["decision"].value == REASON and check.metadata["regressions"].value == 2
+    assert check.description == LOST
+    assert check.metadata["decision"].value == REASON and check.metadata["blocking"].value == 1
     # constant settings are JSON, not numbers Dagster would plot
-    assert check.metadata["thresholds"].value == {"alpha": 0.05, "min_regression": 0.0, "judge_gates": True}
+    assert check.metadata["thresholds"].value == {"alpha": 0.05, "min_regression": 0.0, "judge_gates": True,
+                                                  "margin": 0.02}
     assert not any(isinstance(v, (dg.FloatMetadataValue, dg.IntMetadataValue)) for k, v in check.metadata.items()
-                   if k != "regressions")
+                   if k != "blocking")
     report = metadata(result, "eval_report")
-    assert report["decision"].value == REASON
+    assert report["decision"].value == REASON and report["winner"].value == "promoted"
     assert (report["verdict_vs_base"].value, report["verdict_vs_promoted"].value) == ("better", "worse")
     assert (report["base_passed_checks_pct"].value, report["candidate_passed_checks_pct"].value) == (0.0, 66.7)
     assert report["report"].value.splitlines()[2] == f"**{REASON}.**"
+    assert "| fine-tuned | `ft-new` | 66.7% (54.1 to 77.3%) |" in report["candidates"].value
     promotion = metadata(result, "promoted_model")
     assert promotion["decision"].value == REASON and promotion["promoted_model"].value == "ft-old"
     assert promotion["promoted_now"].value is False
-    # the reason, in one sentence, in the run log of both steps, as a warning
+    # the decision in one sentence in the run log of both steps, as a warning; why the others lost beside it
     assert logs.count((logging.WARNING, f"Promotion gate: {REASON}")) == 1 and logs.count((logging.WARNING, REASON)) == 1
+    assert (logging.INFO, f"Lost: {LOST}") in logs
     with duckdb.connect(str(tmp_path / "flywheel.duckdb"), read_only=True) as conn:
-        verdicts = dict(conn.execute("SELECT baseline_model_id, verdict FROM eval_reports").fetchall())
+        verdicts = set(conn.execute("SELECT model_id, baseline_model_id, verdict FROM eval_reports").fetchall())
         promotions = conn.execute("SELECT model_id FROM model_promotions").fetchall()
-    assert verdicts == {"ft-old": "worse", "base-1": "better"} and promotions == [("ft-old",)]
+    assert verdicts == {("ft-new", "ft-old", "worse"), ("ft-new", "base-1", "better"), ("ft-old", "base-1", "better")}
+    assert promotions == [("ft-old",)]
 
 
-def test_a_candidate_better_than_its_base_and_the_promoted_model_is_promoted_and_says_why(tmp_path):
+def test_a_candidate_better_than_its_base_and_non_inferior_to_the_promoted_model_is_promoted_and_says_why(tmp_path):
     prepare(tmp_path, candidate_fails=0)
     logs = []
     result = run_gate(tmp_path, logs=logs)
@@ -124,20 +132,21 @@ def test_a_candidate_better_than_its_base_and_the_promoted_model_is_promoted_and
     assert result.success and check.passed
     promotion = metadata(result, "promoted_model")
     assert promotion["promoted_model"].value == "ft-new" and promotion["promoted_now"].value is True
-    reason = ("Promoted: the fine-tuned model is significantly better than its base on passes all assertions "
-              "(+100.0 pts, p=1.7e-18) and exact match (+100.0 pts, p=1.7e-18), and not significantly worse than the "
-              "promoted model")
-    assert promotion["decision"].value == reason and (logging.INFO, reason) in logs
+    reason = ("Promoted: fine-tuned is the cheapest candidate significantly better than its base on passes all "
+              "assertions (+100.0 pts, p=1.7e-18) and exact match (+100.0 pts, p=1.7e-18) and non-inferior to the "
+              "promoted model within 2 pts on every gated metric")
+    assert promotion["decision"].value == reason and (logging.INFO, reason) in logs and check.description == reason
     assert metadata(result, "eval_report")["verdict_vs_promoted"].value == "no_significant_difference"
 
 
-def test_gate_threshold_is_configurable(tmp_path):
-    prepare(tmp_path, candidate_fails=3)
-    strict = run_gate(tmp_path, config={"alpha": 0.5})
+def test_the_margin_is_configurable(tmp_path):
+    prepare(tmp_path, candidate_fails=3, candidate_ms=2.0)  # 5 points below the promoted model, and cheaper
+    strict = run_gate(tmp_path)
     assert not next(e for e in strict.get_asset_check_evaluations()).passed
-    lenient = run_gate(tmp_path, config={"alpha": 0.5, "min_regression": 0.1})
+    lenient = run_gate(tmp_path, config={"margin": 0.2})
     check = next(e for e in lenient.get_asset_check_evaluations())
-    assert check.passed and check.description == "no significant regression on a headline metric"
+    assert check.passed and check.metadata["thresholds"].value["margin"] == 0.2
+    assert check.description.endswith("non-inferior to the promoted model within 20 pts on every gated metric")
 
 
 def test_report_with_the_judge_off_says_so_and_writes_html(tmp_path):

@@ -52,7 +52,7 @@ def test_whole_graph_materializes(first_run):
     assert result.success
     assert set(events) == {"raw_traces", "annotations", "trace_evaluations", "trace_judgements", "labelled_failures",
                            "synthetic_examples", "training_examples", "training_files", "base_model",
-                           "fine_tuned_model", "eval_report", "promoted_model"}
+                           "fine_tuned_model", "eval_report", "promoted_model", "incumbent_outputs"}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_group_in_two_splits"] and checks["test_split_is_real"] and checks["openai_format"]
 
@@ -85,13 +85,14 @@ def test_tables_hold_what_the_stages_promise(first_run):
         models = q("SELECT model_id, base_model, status FROM fine_tuned_models ORDER BY created_at")
         assert [m[2] for m in models] == ["succeeded", "succeeded"]
         assert models[1][1] == models[0][0]
-        # both models evaluated on the same test examples; the report holds both sets of numbers
-        per_model = q("SELECT model_id, count(*) FROM eval_results GROUP BY model_id")
-        assert len(per_model) == 2 and per_model[0][1] == per_model[1][1]
+        # base, few-shot and fine-tuned evaluated on the same test examples; the report holds their numbers
+        per_model = dict(q("SELECT model_id, count(*) FROM eval_results GROUP BY model_id"))
         n_test = q("SELECT count(*) FROM training_examples WHERE split = 'test'")[0][0]
-        assert per_model[0][1] == n_test
+        assert set(per_model) == {models[0][0], models[1][0], f"{models[0][0]}+3-shot"}
+        assert set(per_model.values()) == {n_test}
         model_id, baseline, n, metrics, verdict = q(
-            "SELECT model_id, baseline_model_id, n_examples, metrics, verdict FROM eval_reports")[0]
+            "SELECT model_id, baseline_model_id, n_examples, metrics, verdict FROM eval_reports "
+            "ORDER BY created_at DESC")[0]
         metrics = json.loads(metrics)
         assert (model_id, baseline, n) == (models[1][0], models[0][0], n_test)
         assert {"passed_checks", "exact_match"} <= set(metrics["candidate"]) & set(metrics["baseline"])

@@ -15,6 +15,7 @@ from pipeline.resources import (
     TraceFiles,
     TrainingCompute,
 )
+from pipeline.resources.incumbent import IncumbentResource
 
 
 def tiny_resources(folder, demo, task="nl2query", max_source_tokens=160):
@@ -38,6 +39,7 @@ def tiny_resources(folder, demo, task="nl2query", max_source_tokens=160):
         "fine_tuning": FineTuning(),
         "training_compute": TrainingCompute(),
         "eval_serving": EvalServing(),
+        "incumbent": IncumbentResource(),
     }
 
 

@@ -76,7 +76,7 @@ def test_a_promoted_model_missing_from_the_registry_is_left_out(conn):
     seed(conn, [model("base-1"), model("ft-new", "base-1", days=2)])
     record_promotion(conn, "gpt-external", None, "by hand", now=T0)
     chosen = select_candidates(conn)
-    assert chosen.promoted_id is None and list(chosen.models) == ["ft-new", "base-1"]
+    assert chosen.promoted_id is None and list(chosen.models) == ["base-1", "ft-new"]
 
 
 def test_the_promoted_candidate_keeps_both_roles(conn):
@@ -113,8 +113,8 @@ def test_results_are_reused_when_stored_for_this_test_set_and_generated_otherwis
     results = model_results(lambda: nullcontext(conn), chosen, TASK, serve, logged.append)
     assert served == {"base-1": ("local", "/models/base-1")}  # the candidate's results were stored
     assert results["ft-new"]["passed_checks"].all() and not results["base-1"]["passed_checks"].any()
-    assert logged[0] == f"ft-new: reusing {N} stored results for test set {chosen.version}"
-    assert logged[1].startswith(f"base-1: generated {N} outputs")
+    assert logged[0].startswith(f"base-1: generated {N} outputs, ") and "ms per item (median; p95 " in logged[0]
+    assert logged[1] == f"ft-new: reusing {N} stored results for test set {chosen.version}"
     stored = conn.execute("SELECT model_id, count(*) FROM eval_results GROUP BY model_id ORDER BY model_id").fetchall()
     assert stored == [("base-1", N), ("ft-new", N)]
 
@@ -134,37 +134,55 @@ def test_results_on_a_new_test_set_are_stored_beside_the_old_ones(conn):
 
 # --- the comparison -----------------------------------------------------------------------------------------
 
-def test_the_candidate_is_compared_with_every_baseline_and_the_gate_names_regressions(conn):
+def test_the_candidate_is_compared_with_every_baseline_and_the_gate_says_why_it_lost(conn):
     seed(conn, [model("base-1"), model("ft-old", "base-1", days=1), model("ft-new", "base-1", days=2)])
     record_promotion(conn, "ft-old", None, "first", now=T0)
     chosen = select_candidates(conn)
     outputs = {"ft-new": ["nope"] * 10 + [GOOD] * (N - 10), "base-1": ["nope"] * N, "ft-old": [GOOD] * N}
     results = {m: score(chosen.test, out, TASK, m, latencies_ms=[5.0] * N) for m, out in outputs.items()}
     evaluation = evaluate_candidates(chosen, results, {"status": "off", "reason": "no judge"}, Thresholds(), TASK,
-                                     now=T0)
+                                     now=T0, pricing=chosen.pricing(1.0))
     assert {b: item["verdict"] for b, item in evaluation.comparisons.items()} == {"base-1": "better", "ft-old": "worse"}
-    assert [r.split(":")[0] for r in evaluation.gate] == ["passes all assertions vs ft-old",
-                                                          "exact match (normalised) vs ft-old"]
+    lost = ("fine-tuned: passes all assertions 33.3 pts below the promoted model (lower bound -46.7 < -2); exact match "
+            "33.3 pts below the promoted model (lower bound -46.7 < -2)")
+    assert evaluation.gate == [lost] and evaluation.policy.winner == "ft-old" and not evaluation.promote
+    assert evaluation.decision == ("Not promoted: the model in use stays, the cheapest candidate significantly better "
+                                   "than its base")
     assert not evaluation.judge_gates
     assert evaluation.rows.schema == pl.Schema(REPORT_SCHEMA)
-    assert evaluation.rows["baseline_model_id"].to_list() == ["base-1", "ft-old"]
+    # the newest fine-tuned model against each reference first, then the promoted model against its base
+    assert list(evaluation.rows.select("model_id", "baseline_model_id").iter_rows()) == [
+        ("ft-new", "base-1"), ("ft-new", "ft-old"), ("ft-old", "base-1")]
     metrics = json.loads(evaluation.rows["metrics"][1])
-    assert metrics["regressions"] == evaluation.gate and metrics["thresholds"]["judge_gates"] is False
+    assert metrics["regressions"][0].startswith("passes all assertions vs ft-old") and metrics["primary"]
+    assert metrics["thresholds"] == {"alpha": 0.05, "min_regression": 0.0, "judge_gates": False, "margin": 0.02}
+    assert (metrics["winner"], metrics["promoted"], metrics["lost"]) == ("ft-old", "ft-old", {"ft-new": lost[12:]})
+    assert metrics["lower_one_sided"]["passed_checks"] == pytest.approx(-0.467, abs=0.001)
     share = (N - 10) / N
     assert metrics["candidate"]["slices"] == {"name": "dataset", "values": {  # the inputs name no dataset
         "": {"n": N, "passed_checks": pytest.approx(share), "exact_match": pytest.approx(share)}}}
+    # each item's 5 ms at $1 per hour
+    assert metrics["candidate"]["cost_usd_per_call"] == pytest.approx(0.005 / 3600)
+    assert (metrics["candidate"]["latency_ms_p50"], metrics["candidate"]["latency_ms_p95"]) == (5.0, 5.0)
     assert "## By dataset" in evaluation.markdown and "- **count 10**" in evaluation.markdown
     assert "| promoted | `ft-old` |" in evaluation.markdown and "| promoted | 100.0% (88.6 to 100.0%) |" in evaluation.markdown
     assert evaluation.markdown.count("# Eval report: fine-tuned vs") == 2
-    assert not evaluation.promote and evaluation.decision == (
-        "Not promoted: the fine-tuned model is significantly worse than the promoted model on passes all assertions "
-        "(-33.3 pts, p=0.002) and exact match (-33.3 pts, p=0.002)")
+    assert evaluation.markdown.count("# Eval report: promoted vs base") == 1
     assert evaluation.markdown.startswith(f"# Eval report, test set `{chosen.version}` (n={N} real examples")
     assert evaluation.markdown.splitlines()[2] == f"**{evaluation.decision}.**"
     headline = evaluation.headline()
     assert (headline["verdict_vs_base"], headline["verdict_vs_promoted"], headline["promoted"]) == \
         ("better", "worse", "ft-old")
+    assert (headline["winner"], headline["winner_id"], headline["margin_pts"]) == ("promoted", "ft-old", 2.0)
     assert headline["decision"] == evaluation.decision and json.loads(evaluation.rows["metrics"][0])["decision"] == \
         evaluation.decision
     assert (headline["base_passed_checks_pct"], headline["candidate_passed_checks_pct"]) == (0.0, 66.7)  # rounded
     assert evaluation.html_name == f"ft-new.{chosen.version}.html"
+
+
+def test_a_model_whose_base_is_not_registered_competes_without_it(conn):
+    seed(conn, [model("base-1"), model("ft-old", "base-gone", days=1), model("ft-new", "base-1", days=2)])
+    record_promotion(conn, "ft-old", None, "first", now=T0)
+    chosen = select_candidates(conn)
+    assert chosen.order == ["base-1", "ft-new", "ft-old"] and chosen.references("ft-old") == []
+    assert chosen.references("ft-new") == ["base-1", "ft-old"]

@@ -383,16 +383,18 @@ def test_overview_lists_every_model_and_says_when_the_judge_was_off():
     decision = "Not promoted: the fine-tuned model is significantly worse than the promoted model on exact match " \
                "(-4.1 pts, p=0.012)"
     text = report.render_models(summaries, {"ft": "fine-tuned", "base": "base"}, {"status": "off", "reason": "no model"},
-                                "v1", decision=decision, gate=["exact match vs ft_old: 50.0% -> 45.9%"], alpha=0.05)
+                                "v1", decision=decision, lost=["few-shot k=3: exact match 8.0 pts below the incumbent "
+                                                               "(lower bound -11.2 < -2)"], alpha=0.05)
     lines = text.splitlines()
     assert lines[0] == "# Eval report, test set `v1` (n=4 real examples never seen in training)"
     assert lines[2] == ("**Not promoted: the fine-tuned model is significantly worse than the promoted model on "
                         "exact match (-4.1 pts, p=0.012).**")  # the decision first, as written
-    assert lines[4:6] == ["Blocking regressions:", "- exact match vs ft\\_old: 50.0% -\\> 45.9%"]
+    assert lines[4:6] == ["Why the other candidates lost:",
+                          "- few-shot k=3: exact match 8.0 pts below the incumbent (lower bound -11.2 \\< -2)"]
     assert "| fine-tuned | `ft` | n/a |" in text and "| base | `base` | n/a |" in text  # each id once, for lookup
     assert "| model | passes all assertions (n=4) | exact match, verified references (n=0) |" in text
     assert ("| fine-tuned | 50.0% (15.0 to 85.0%) | n/a | 50.0% (15.0 to 85.0%) | n/a | n/a | 1.0 ms | "
-            "n/a (local model) |") in text
+            "n/a (price unknown) |") in text
     assert "_The judge was off: no model._" in text
     assert "## Definitions" in text and "- **significant**: McNemar p below 0.05 and a change of at least 0.0 pts" in text
     summaries["ft"]["judge"] = {"n": 4, "observed": 0.5, "corrected": 0.6, "ci_low": 0.4, "ci_high": 0.8}
@@ -414,7 +416,8 @@ def test_html_report_escapes_untrusted_text_and_embeds_the_chart(tmp_path):
                   "examples": examples_won_and_lost(cand, base, test, TASK)}}, ["exact match vs base: <i>"], "v1")
     assert "<script" not in document and "<img src=x" not in document and "ft<b>" not in document
     assert "&lt;script&gt;" in document and "ft&lt;b&gt;" in document and "data:image/png;base64," in document
-    assert "Promotion gate: blocked.</p>\n<p>Blocking regressions:</p><ul><li>exact match vs base: &lt;i&gt;</li>" in document
+    assert ("Promotion gate: blocked.</p>\n<p>Why the other candidates lost:</p><ul><li>exact match vs base: &lt;i&gt;"
+            "</li>") in document
     path = report_html.write_html(tmp_path / "r" / "report.html", document)
     assert path.read_text(encoding="utf-8") == document and [p.name for p in path.parent.iterdir()] == ["report.html"]
 

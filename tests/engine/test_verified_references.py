@@ -235,7 +235,8 @@ def test_exact_match_on_verified_references_is_reported_apart_with_its_count_and
     assert comparison["exact_match_unverified"]["n"] == n_unverified and comparison["exact_match"]["n"] == N
     # significantly worse on verified references, not on all of them: the gate reads exact match over all
     assert comparison["exact_match"]["p_value"] > 0.05 and comparison["exact_match"]["difference"] > 0
-    assert evaluation.gate == [] and evaluation.comparisons["base-1"]["verdict"] == "no_significant_difference"
+    assert evaluation.comparisons["base-1"]["regressions"] == []
+    assert evaluation.comparisons["base-1"]["verdict"] == "no_significant_difference"
     headline = evaluation.headline()
     assert headline["n_verified_references"] == N_VERIFIED
     assert (headline["base_exact_match_verified_pct"], headline["candidate_exact_match_verified_pct"]) == (100.0, 0.0)
@@ -264,8 +265,9 @@ def test_exact_match_on_verified_references_is_reported_apart_with_its_count_and
     assert f"  test references verified by a person: {N_VERIFIED} of {N} (the others are production outputs " \
            "that passed the assertions)" in lines
     assert f"  Promotion gate: {evaluation.decision}." in lines
-    assert evaluation.decision == ("Not promoted: the fine-tuned model is not significantly better than its base "
-                                   "(passes all assertions (+0.0 pts, p=1); exact match (+20.0 pts, p=0.27))")
+    assert evaluation.decision == "Not promoted: no candidate is significantly better than its base"
+    assert evaluation.policy.reasons == ["fine-tuned: not significantly better than its base (passes all assertions "
+                                         "(+0.0 pts, p=1); exact match (+20.0 pts, p=0.27))"]
     rows = {line.split("  ")[1]: line.split()[-8:] for line in lines if line.startswith("  ") and "%" in line}
     assert rows[f"exact match, verified references (n={N_VERIFIED})"] == [
         "100.0%", "0.0%", "-100.0", "pts", "(-100.0", "to", "-100.0)", f"{verified['p_value']:.2g}"]

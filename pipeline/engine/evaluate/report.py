@@ -1,15 +1,18 @@
 """The evaluation report as markdown, for the Dagster UI and the eval_reports table.
 
-:func:`render_models` is the overview: the gate's decision with its reason first, then an
-under-trained model flagged, the models (a readable label, the id once for lookup, how each
-trained against its plan and on which data), every model's rates with their n and 95% intervals,
-latency and cost, the judge's alignment, and what each figure means; :func:`render` compares the
-candidate with one baseline on the same examples: each metric's difference with its interval and
-McNemar test, rates per report slice when the task has slices (the summaries' ``slices``), failure
-modes, and examples shown by their ``text`` (what the task says a person reads first of an input).
+:func:`render_models` is the overview: the gate's decision with its reason first and why each
+other candidate lost, then an under-trained model flagged, the candidates side by side
+(:func:`board_section`: quality with intervals, latency, cost per call, verdict), the models (a
+readable label, the id once for lookup, how each trained against its plan and on which data),
+every model's rates with their n and 95% intervals, latency and cost, the judge's alignment, and
+what each figure means; :func:`render` compares a candidate with one reference on the same
+examples: each metric's difference with its interval and McNemar test, rates per report slice
+when the task has slices (the summaries' ``slices``), failure modes, and examples shown by their
+``text`` (what the task says a person reads first of an input).
 
-Models are named by their label (``labels``: "fine-tuned", "base", "promoted", from
-:attr:`pipeline.engine.evaluate.candidates.Candidates.roles`); a model without one by its id.
+Models are named by their label (``labels``: "base", "few-shot k=3", "fine-tuned", "promoted",
+"incumbent", from :attr:`pipeline.engine.evaluate.candidates.Candidates.roles`); a model without
+one by its id.
 
 Exact match is shown by reference, each with its count: "exact match, verified references" (a
 person wrote or approved the reference) and "agreement with production, unverified references"
@@ -28,6 +31,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.engine.evaluate.gate import usd
 from pipeline.engine.evaluate.scoring import (JUDGE_METRIC, LABELS, UNVERIFIED_METRIC, VERIFIED_METRIC,
                                               proportion_ci)
 from pipeline.engine.train.registry import Training, under_trained
@@ -119,11 +123,54 @@ def judge_cells(judge: dict[str, Any] | None) -> tuple[str, str]:
     return f"{count_text(judge['observed'], judge['n'])}, n={judge['n']}", corrected
 
 
+def latency_text(summary: dict[str, Any]) -> str:
+    """Latency per call: the median with the 95th percentile ("12.3 ms (p95 20.1)"), else the
+    mean of a summary made before they were kept; "n/a" when not measured."""
+    median, p95 = summary.get("latency_ms_p50"), summary.get("latency_ms_p95")
+    if median is not None:
+        return f"{median:.1f} ms (p95 {p95:.1f})"
+    mean = summary.get("latency_ms_per_call")
+    return "n/a" if mean is None else f"{mean:.1f} ms"
+
+
 def call_cells(summary: dict[str, Any]) -> tuple[str, str]:
-    """(mean latency per call, mean cost per call) as people read them."""
-    latency, cost = summary.get("latency_ms_per_call"), summary.get("cost_usd_per_call")
-    return ("n/a" if latency is None else f"{latency:.1f} ms",
-            "n/a (local model)" if cost is None else f"${cost:.5f}")
+    """(latency per call, mean cost per call) as people read them."""
+    cost = summary.get("cost_usd_per_call")
+    return latency_text(summary), "n/a (price unknown)" if cost is None else usd(cost)
+
+
+#: The side-by-side table's columns after the model: (board key, header).
+BOARD_RATES = (("passed_checks", "passes all assertions"), ("exact_match", "exact match"))
+
+
+def board_header(board: list[dict[str, Any]]) -> list[str]:
+    """The side-by-side table's headers: candidate, model id, the rates with their n, the judge's
+    corrected rate when measured, latency, cost per call, verdict."""
+    n = board[0]["n"] if board else 0
+    judged = any(row.get("judge_corrected") is not None for row in board)
+    return ["candidate", "model id", *(f"{name} (n={n})" for _, name in BOARD_RATES),
+            *(["judge pass (corrected)"] * judged), "latency per call (median, p95)", "cost per call", "verdict"]
+
+
+def board_cells(row: dict[str, Any], judged: bool) -> list[str]:
+    """One model's cells in the side-by-side table (the label and id, as plain text)."""
+    rates = [rate_text(row.get(key), row.get(f"{key}_ci")) for key, _ in BOARD_RATES]
+    interval = row.get("judge_ci")
+    judge = [rate_text(row.get("judge_corrected"), interval if interval and None not in interval else None)]
+    return [row["label"], row["model_id"], *rates, *judge * judged, *call_cells(row), row["verdict"]]
+
+
+def board_section(board: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: the candidates side by side on the same test examples."""
+    if not board:
+        return []
+    judged = any(row.get("judge_corrected") is not None for row in board)
+    header = board_header(board)
+    lines = ["## Candidates side by side", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in board:
+        label, model_id, *figures, verdict = board_cells(row, judged)
+        lines.append("| " + " | ".join([_prose(label), _code(model_id), *figures, _prose(verdict)]) + " |")
+    return lines
 
 
 def reference_counts(summaries: dict[str, dict[str, Any]]) -> tuple[int, int, int]:
@@ -198,11 +245,18 @@ def failure_rows(summaries: dict[str, dict[str, Any]], order: list[str]) -> list
                     for m in order]) for mode in modes]
 
 
-def definitions(alpha: float | None = None, min_regression: float | None = None) -> list[tuple[str, str]]:
+def board_markdown(board: list[dict[str, Any]]) -> str:
+    """The side-by-side table alone, as markdown (the asset's ``candidates`` metadata)."""
+    return "\n".join(board_section(board)) + "\n"
+
+
+def definitions(alpha: float | None = None, min_regression: float | None = None,
+                margin: float | None = None) -> list[tuple[str, str]]:
     """(term, definition) of every figure in the report; the significance rule with the gate's
-    thresholds when given."""
+    thresholds and the non-inferiority ``margin`` when given."""
     significant = ("McNemar p below alpha" if alpha is None else
                    f"McNemar p below {alpha:g} and a change of at least {100 * (min_regression or 0):.1f} pts")
+    within = "the margin" if margin is None else f"{100 * margin:g} pts"
     return [
         ("n", "the test examples a figure is measured on: real traces never seen in training"),
         (LABELS["passed_checks"], "share of outputs passing every assertion of the task"),
@@ -220,7 +274,17 @@ def definitions(alpha: float | None = None, min_regression: float | None = None)
         ("McNemar p", "exact two-sided McNemar test on the paired outcomes (two significant digits)"),
         ("significant", significant + "; the gate reads passes all assertions, exact match over all references "
                                       "and the judge when it is aligned with people"),
-        ("latency, cost per call", "mean over the test examples; cost is n/a for a local model"),
+        ("non-inferior", f"the lower bound of the one-sided 95% paired bootstrap interval of candidate minus "
+                         f"reference is above -{within}, on every gated metric; the incumbent and the promoted model "
+                         "are the references"),
+        ("promotion", "the cheapest candidate that is significantly better than its base and non-inferior to each "
+                      "reference wins; costs within 10% tie, a tie goes to the higher mean gated rate, then to the "
+                      "candidate listed first (few-shot, fine-tuned newest first, the promoted model)"),
+        ("latency per call", "median and 95th percentile of each test example's generation time: a chat model's "
+                             "call, a local model's batch time over the batch's size"),
+        ("cost per call", "mean over the test examples: a local model at the configured price per hour times its "
+                          "time per example, a hosted model at its list price per token, the incumbent as captured; "
+                          "n/a when no price is known"),
     ]
 
 
@@ -261,12 +325,13 @@ def models_section(summaries: dict[str, dict[str, Any]], labels: dict[str, str],
 
 def render_models(summaries: dict[str, dict[str, Any]], labels: dict[str, str], judge: dict[str, Any],
                   test_set_version: str, training: dict[str, Training] | None = None, decision: str | None = None,
-                  gate: list[str] | None = None, alpha: float | None = None,
-                  min_regression: float | None = None) -> str:
-    """Markdown overview: the gate's ``decision`` and the ``gate``'s blocking regressions first, an
-    under-trained model flagged, the models with their training (``training``: model id -> planned
-    vs actual), one row of rates per model on the test set, the judge's status and the definitions
-    (with the gate's ``alpha`` and ``min_regression``)."""
+                  lost: list[str] | None = None, alpha: float | None = None, min_regression: float | None = None,
+                  board: list[dict[str, Any]] | None = None, margin: float | None = None) -> str:
+    """Markdown overview: the gate's ``decision`` and why each other candidate ``lost`` (one
+    sentence each) first, an under-trained model flagged, the candidates side by side (``board``:
+    :func:`pipeline.engine.evaluate.comparison.board_rows`), the models with their training
+    (``training``: model id -> planned vs actual), one row of rates per model on the test set,
+    the judge's status and the definitions (with the gate's ``alpha``, ``min_regression`` and ``margin``)."""
     n = reference_counts(summaries)[0]
     training = training or {}
     flags = [f"**Under-trained: {_named(labels, m)}: {_text(reason)}.**"
@@ -275,9 +340,10 @@ def render_models(summaries: dict[str, dict[str, Any]], labels: dict[str, str], 
     lines = [f"# Eval report, test set `{test_set_version}` (n={n} real examples never seen in training)", ""]
     if decision:
         lines += [f"**{_prose(decision)}.**", ""]
-    if gate:
-        lines += ["Blocking regressions:", *(f"- {_prose(r)}" for r in gate), ""]
+    if lost:
+        lines += ["Why the other candidates lost:", *(f"- {_prose(r)}" for r in lost), ""]
     lines += [*flags, *([""] if flags else [])]
+    lines += [*board_section(board or []), *([""] if board else [])]
     lines += models_section(summaries, labels, training)
     lines += ["", "## Rates (95% intervals)", "",
               "| model | " + " | ".join(header for _, header in columns) +
@@ -289,7 +355,7 @@ def render_models(summaries: dict[str, dict[str, Any]], labels: dict[str, str], 
         lines.append(f"| {_label(labels, model_id)} | " + " | ".join(model_rates(summary, columns)) +
                      f" | {observed} | {corrected} | {latency} | {cost} |")
     lines += ["", reference_note(summaries), "", "## Judge", "", *judge_status(judge), "", "## Definitions", ""]
-    lines += [f"- **{term}**: {meaning}" for term, meaning in definitions(alpha, min_regression)]
+    lines += [f"- **{term}**: {meaning}" for term, meaning in definitions(alpha, min_regression, margin)]
     return "\n".join(lines) + "\n"
 
 

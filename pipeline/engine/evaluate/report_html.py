@@ -1,7 +1,8 @@
 """The eval report as one self-contained HTML file (tables and an embedded PNG chart).
 
 The same figures as the markdown report (:mod:`pipeline.engine.evaluate.report`, whose helpers
-turn them into text): the gate's decision with its reason at the top, the models by their label
+turn them into text): the gate's decision with its reason at the top and why each other candidate
+lost, the candidates side by side (quality, latency, cost per call, verdict), the models by their label
 with their id and training, every rate with its n and 95% interval, each comparison, the rates
 per report slice, failure modes, the judge, the definitions, and the examples each model wins
 and loses, shown by their ``text`` (what the task says a person reads first of an input; see
@@ -26,8 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
 from pipeline.engine.evaluate.report import (  # noqa: E402
-    call_cells, change_cells, comparison_rows, definitions, failure_rows, judge_cells, label, model_rates, pct,
-    rate_columns, reference_counts, reference_note, slice_rows,
+    board_cells, board_header, call_cells, change_cells, comparison_rows, definitions, failure_rows, judge_cells, label,
+    model_rates, pct, rate_columns, reference_counts, reference_note, slice_rows,
 )
 from pipeline.engine.evaluate.scoring import UNVERIFIED_METRIC, VERIFIED_METRIC  # noqa: E402
 from pipeline.engine.train.registry import Training, under_trained  # noqa: E402
@@ -126,26 +127,48 @@ def _models(summaries: dict[str, dict[str, Any]], labels: dict[str, str], traini
             *rows, "</table>"]
 
 
-def _gate(decision: str | None, gate: list[str]) -> list[str]:
-    """The gate's decision with its reason (or, without one, whether it blocks), and the blocking regressions."""
-    blocked = bool(gate) or (decision is not None and not decision.startswith("Promoted"))
-    said = decision or ("blocked" if gate else "no significant regression")
+def _gate(decision: str | None, lost: list[str]) -> list[str]:
+    """The gate's decision with its reason (or, without one, whether it blocks), and why each
+    other candidate lost."""
+    blocked = not decision.startswith("Promoted") if decision is not None else bool(lost)
+    said = decision or ("blocked" if lost else "no decision")
     parts = [f"<p class='{'bad' if blocked else 'ok'}'>Promotion gate: {_e(said)}.</p>"]
-    if gate:
-        parts.append("<p>Blocking regressions:</p><ul>" + "".join(f"<li>{_e(r)}</li>" for r in gate) + "</ul>")
+    if lost:
+        parts.append("<p>Why the other candidates lost:</p><ul>" + "".join(f"<li>{_e(r)}</li>" for r in lost) + "</ul>")
     return parts
 
 
+def _board(board: list[dict[str, Any]]) -> list[str]:
+    """The candidates side by side: quality with intervals, latency, cost per call, verdict."""
+    if not board:
+        return []
+    judged = any(row.get("judge_corrected") is not None for row in board)
+    rows = []
+    for row in board:
+        label_text, model_id, *figures, verdict = board_cells(row, judged)
+        kind = "ok" if verdict.startswith("won") else "bad" if verdict.startswith("lost") else None
+        rows.append(f"<tr><td>{_e(label_text)}</td><td><code>{_e(model_id)}</code></td>"
+                    + "".join(f"<td>{_e(f)}</td>" for f in figures)
+                    + (f"<td class={kind}>" if kind else "<td>") + f"{_e(verdict)}</td></tr>")
+    return ["<h2>Candidates side by side</h2><table>" + _row(board_header(board), header=True), *rows, "</table>"]
+
+
 def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], labels: dict[str, str],
-                judge: dict[str, Any], comparisons: dict[str, dict[str, Any]], gate: list[str],
+                judge: dict[str, Any], comparisons: dict[str, dict[str, Any]], lost: list[str],
                 test_set_version: str, training: dict[str, Training] | None = None, decision: str | None = None,
-                alpha: float | None = None, min_regression: float | None = None) -> str:
+                alpha: float | None = None, min_regression: float | None = None,
+                board: list[dict[str, Any]] | None = None,
+                competition: dict[str, dict[str, dict[str, Any]]] | None = None, margin: float | None = None) -> str:
     """The whole report as an HTML document. ``labels`` names the models (model id -> label; the
-    id where none); ``comparisons`` maps each baseline id to ``{"comparison", "verdict",
-    "examples"}``; ``gate`` lists the regressions that block promotion and ``decision`` is the
-    gate's decision in one sentence; ``training`` (model id -> planned vs actual) flags an
-    under-trained model near the top; ``alpha`` and ``min_regression`` go into the definitions."""
+    id where none); ``comparisons`` maps each baseline id of ``candidate_id`` to ``{"comparison",
+    "verdict", "examples"}``, ``competition`` (when given, instead) each candidate to its
+    references' comparisons; ``decision`` is the gate's decision in one sentence and ``lost``
+    says why each other candidate lost; ``board`` is the side-by-side table; ``training`` (model
+    id -> planned vs actual) flags an under-trained model near the top; ``alpha``,
+    ``min_regression`` and ``margin`` go into the definitions."""
     training = training or {}
+    pairs = [(m, r, item) for m, refs in (competition or {candidate_id: comparisons}).items()
+             for r, item in refs.items()]
     n = reference_counts(summaries)[0]
     columns = rate_columns(summaries)
     chart = base64.b64encode(chart_png(summaries, labels)).decode()
@@ -154,9 +177,10 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], labels:
              f"<style>{_STYLE}</style></head><body>",
              f"<h1>Eval report: {_e(cand_name)} <code>{_e(candidate_id)}</code></h1>",
              f"<p>Test set <code>{_e(test_set_version)}</code>: n={n} real examples never seen in training.</p>",
-             *_gate(decision, gate),
+             *_gate(decision, lost),
              *(f"<p class='bad'>Under-trained: {_named(labels, m)}: {_e(reason)}.</p>"
                for m, reason in under_trained(training).items() if m in summaries),
+             *_board(board or []),
              *_models(summaries, labels, training),
              f"<img alt='headline rates per model with 95% intervals' src='data:image/png;base64,{chart}'>",
              "<h2>Rates (95% intervals)</h2><table>"
@@ -166,8 +190,8 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], labels:
         parts.append(_row([label(labels, model_id), *model_rates(s, columns), *judge_cells(s.get("judge")),
                            *call_cells(s)]))
     parts += ["</table>", f"<p>{_e(reference_note(summaries))}</p>"]
-    for baseline_id, item in comparisons.items():
-        names = (label(labels, baseline_id), cand_name)
+    for model_id, baseline_id, item in pairs:
+        names = (label(labels, baseline_id), label(labels, model_id))
         parts.append(f"<h2>{_e(names[1])} vs {_e(names[0])}: {_e(item['verdict'].replace('_', ' '))}</h2>"
                      f"<p>{_e(names[0])} is <code>{_e(baseline_id)}</code>.</p><table>"
                      + _row(["metric", "n", names[0], names[1], "difference", "95% CI (paired bootstrap)",
@@ -196,9 +220,10 @@ def render_html(candidate_id: str, summaries: dict[str, dict[str, Any]], labels:
             parts.append(f"<p class='bad'>The judge is not aligned with people: {_e(a['flag_reason'])}. "
                          "Its figures do not gate promotion.</p>")
     parts.append("<h2>Definitions</h2><dl>" + "".join(f"<dt>{_e(term)}</dt><dd>{_e(meaning)}</dd>"
-                                                     for term, meaning in definitions(alpha, min_regression)) + "</dl>")
-    for baseline_id, item in comparisons.items():
-        names = (label(labels, baseline_id), cand_name)
+                                                     for term, meaning in definitions(alpha, min_regression, margin))
+                 + "</dl>")
+    for model_id, baseline_id, item in pairs:
+        names = (label(labels, baseline_id), label(labels, model_id))
         parts.append(f"<h2>Examples: {_e(names[1])} vs {_e(names[0])}</h2>"
                      f"<h3>Examples {_e(names[1])} wins</h3>{_examples(item['examples']['won'], names)}"
                      f"<h3>Examples {_e(names[1])} loses</h3>{_examples(item['examples']['lost'], names)}")
