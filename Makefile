@@ -10,7 +10,7 @@ export FLYWHEEL_DUCKDB := $(DATABASE)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install system-packages demo test dev annotate demo-data clean
+.PHONY: install system-packages demo demo-incumbent test dev annotate demo-data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ $(DAGSTER_HOME)/dagster.yaml: Makefile
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m pipeline.definitions -j flywheel
 	$(BIN)/python -m pipeline.summary $(DATABASE)
+
+# After make demo: the model in use served on 127.0.0.1 as a stand-in hosted incumbent, captured,
+# and evaluated against base, few-shot and fine-tuned (README, "Leaving hosted fine-tuning").
+demo-incumbent: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python scripts/demo_incumbent.py --database $(DATABASE)
 
 # Browser tests drive Debian's chromium; the deployment test starts a PostgreSQL server.
 system-packages:
