@@ -101,3 +101,13 @@ def test_verified_only_without_a_model_is_refused():
     with pytest.raises(ValueError, match="distill_from"):
         CurationConfig(distill_verified_only=True)
     assert CurationOptions(distill_from="").config().distill_from is None  # '' (an unset env var) means off
+
+
+def test_the_synthetic_cap_holds_on_what_distillation_keeps():
+    synthetic = pl.DataFrame([(f"synthetic:s{i}", f"trace:t{i}", "paraphrase", inp(1000 + i), out(i))
+                              for i in range(60)], schema=SYN_SCHEMA, orient="row")
+    config = CurationConfig(splits=SPLITS, max_synthetic_share=0.2, distill_from=INCUMBENT)
+    examples, _ = curated(config, synthetic)
+    for split in ("train", "validation"):
+        rows = examples.filter(pl.col("split") == split)
+        assert rows.filter(pl.col("source") == "synthetic").height <= 0.2 * rows.height + 1e-9

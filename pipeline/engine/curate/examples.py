@@ -255,8 +255,8 @@ def curate(real: pl.DataFrame, synthetic: pl.DataFrame, task: Task, config: Cura
     dropped["synthetic_in_test"] += sum(1 for r in kept if r["split"] == "test" and r["source"] == "synthetic")
     kept = [r for r in kept if not (r["split"] == "test" and r["source"] == "synthetic")]
     kept = _drop_near_duplicates_of_test(kept, task, config.near_duplicate_threshold, dropped)
+    kept = _distilled(kept, config, dropped)  # before the cap: the cap is a share of what stays
     kept = _cap_synthetic(kept, config.max_synthetic_share, dropped)
-    kept = _distilled(kept, config, dropped)
 
     report["dropped"] = {k: v for k, v in sorted(dropped.items()) if v}
     report["splits"] = {split: _split_report(kept, split) for split in SPLITS}
