@@ -10,7 +10,7 @@ export FLYWHEEL_DUCKDB := $(DATABASE)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install system-packages demo demo-incumbent test dev annotate demo-data clean
+.PHONY: install system-packages demo demo-incumbent test dev annotate demo-data clean FORCE
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,16 +22,21 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+FORCE:
+
+# A DuckDB file has one writer: runs launched from the UI, sensors and schedules go one at a time.
+# A DuckLake (DATABASE=ducklake:...) takes several writers at once (docs/ducklake.md).
+MAX_CONCURRENT_RUNS ?= $(if $(filter ducklake:%,$(DATABASE)),4,1)
+
 # Run history for `make demo` and `make dev` (the UI shows the demo's runs); nothing phones home.
-# Written again when this file changes.
-$(DAGSTER_HOME)/dagster.yaml: Makefile
+# Written again on every make, so the run queue follows DATABASE.
+$(DAGSTER_HOME)/dagster.yaml: Makefile FORCE
 	mkdir -p $(DAGSTER_HOME)
 	printf '%s\n' \
 	  'telemetry:' \
 	  '  enabled: false' \
-	  '# DuckDB has one writer: runs launched from the UI, sensors and schedules go one at a time.' \
 	  'run_queue:' \
-	  '  max_concurrent_runs: 1' \
+	  '  max_concurrent_runs: $(MAX_CONCURRENT_RUNS)' \
 	  '# A run whose process died (kill -9, out of memory) is marked failed by the daemon within about' \
 	  '# poll_interval_seconds (pipeline/run_launcher.py checks the process), so the queue and automation' \
 	  '# go on; it is not resumed in place: automation, a schedule or a person runs its assets again.' \

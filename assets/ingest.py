@@ -2,6 +2,7 @@
 annotations (LangSmith pulls are in :mod:`assets.langsmith`)."""
 
 import dagster as dg
+from pydantic import Field
 
 from assets.metadata import counts_table, preview, share
 from pipeline.automation import table_version
@@ -31,6 +32,15 @@ def rejection_spec(asset: str) -> dg.AssetCheckSpec:
                                          "rejected, or when a file could not be read (quarantined).")
 
 
+class IngestBatch(dg.Config):
+    """Which share of the trace files a run ingests: on DuckLake, ``file_batches`` runs with
+    ``file_batch`` 0 .. file_batches - 1 ingest at once, each file in exactly one of them."""
+
+    file_batch: int = Field(0, description="This run's batch, from 0 to file_batches - 1.")
+    file_batches: int = Field(1, description="How many batches the trace files are split into (by a "
+                                             "stable hash of each path); 1 ingests every file.")
+
+
 @dg.asset(
     group_name="ingest",
     kinds={"duckdb", "polars"},
@@ -40,16 +50,18 @@ def rejection_spec(asset: str) -> dg.AssetCheckSpec:
                 "JSON or Parquet, gzip or not, in the project's format, OpenAI chat logs or LangSmith run "
                 "exports. Validated and deduplicated by trace id (else content hash); only new files and "
                 "appended lines are read; records that cannot be ingested go to rejected_traces with "
-                "their location and reason.",
+                "their location and reason. On DuckLake, several runs may ingest at once, each a "
+                "batch of the files (run config file_batch of file_batches).",
     check_specs=[rejection_spec("raw_traces")],
 )
-def raw_traces(context: dg.AssetExecutionContext, duckdb: FlywheelDuckDB, task: TaskResource,
-               trace_files: TraceFiles) -> dg.MaterializeResult:
+def raw_traces(context: dg.AssetExecutionContext, config: IngestBatch, duckdb: FlywheelDuckDB,
+               task: TaskResource, trace_files: TraceFiles) -> dg.MaterializeResult:
     task_with_layouts = with_prompt_layouts(task.load(), trace_files.prompt_layouts)
     with duckdb.get_connection() as conn:
         report = ingest_files(conn, trace_files.paths, task_with_layouts, trace_files.source_name,
                               max_record_bytes=trace_files.max_record_bytes,
-                              settle_seconds=trace_files.settle_seconds)
+                              settle_seconds=trace_files.settle_seconds,
+                              batch=(config.file_batch, config.file_batches))
         total, rejected_total = stored_totals(conn)
         version = table_version(conn, "raw_traces")
     context.log.info(f"ingested {report.ingested} new traces from {len(report.files_read)} files "

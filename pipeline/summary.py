@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from pipeline.engine.core import store
 from pipeline.engine.core.store import CONTRACT_TABLES
 from pipeline.engine.evaluate.gate import current_promoted
 from pipeline.engine.evaluate.report import board_cells, p_text, pct, points
@@ -127,7 +126,7 @@ def report_lines(database: str, reports: list[tuple[Any, ...]], training: dict[s
 
 def summary(database: str) -> str:
     """A plain-text summary of the database's tables and latest evaluation."""
-    with duckdb.connect(database, read_only=True) as conn:
+    with store.connect(database, read_only=True) as conn:
         reports = latest_reports(conn)
         training = trainings(conn, [reports[0][0], reports[0][1]]) if reports else {}
         lines = [f"Flywheel database: {database}",

@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--database", default=os.environ.get("FLYWHEEL_DUCKDB") or "data/flywheel.duckdb",
-                        help="DuckDB file or md: string (default FLYWHEEL_DUCKDB or data/flywheel.duckdb)")
+                        help="DuckDB file, md: string or ducklake: catalog (default FLYWHEEL_DUCKDB or "
+                             "data/flywheel.duckdb); on DuckLake saves go straight in while runs write")
     parser.add_argument("--annotator", default=os.environ.get("FLYWHEEL_ANNOTATOR") or "",
                         help="the name a browser that remembers none starts with (default FLYWHEEL_ANNOTATOR, "
                              "else none: each person enters theirs once)")
@@ -41,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", default=os.environ.get("FLYWHEEL_TASK") or "nl2query",
                         help="task: a built-in name, a module path or a task file (default FLYWHEEL_TASK or nl2query)")
     parser.add_argument("--outbox", default="data/annotations/incoming",
-                        help="where decisions wait while the database is busy; the annotations asset imports it")
+                        help="where decisions wait while the database is busy (a DuckDB file held by a run; "
+                             "never on DuckLake); the annotations asset imports it")
     parser.add_argument("--busy-seconds", type=float, default=3.0,
                         help="how long a save waits for a busy database before going to the outbox")
     parser.add_argument("--second-opinion-share", type=share,
@@ -54,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--snapshot", default=None,
                         help="where to publish the analysts' read-only copy after saves (default "
                              "<database stem>.snapshot.duckdb beside the database, as the pipeline does; '' for none; "
-                             "MotherDuck has none)")
+                             "MotherDuck and DuckLake have none: readers query the live tables)")
     return parser.parse_args(argv)
 
 

@@ -3,7 +3,7 @@ folders for models, training files and reports."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -11,23 +11,30 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from pipeline.engine.core import lake
 from pipeline.engine.core import snapshot as snapshots
 from pipeline.engine.core import store
 from pipeline.engine.core.connections import PIPELINE_WAIT_SECONDS, check_database_path, is_local, retry_while_locked
 
 
 class FlywheelDuckDB(DuckDBResource):
-    """The DuckDB database (a local file or an ``md:`` MotherDuck string), schema migrated on connect.
+    """The database (a local DuckDB file, an ``md:`` MotherDuck string, or a ``ducklake:`` catalog),
+    schema migrated on connect.
 
-    DuckDB allows one writing process, so readers never open a local file while the pipeline may
+    A DuckDB file allows one writing process, so readers never open it while the pipeline may
     write: when a connection that changed the database is done, a read-only copy is published
     atomically at ``snapshot`` (default ``<database stem>.snapshot.duckdb`` beside it; "" turns
     it off). A reader holding the old copy keeps it; the next open sees the new one. Opening
     waits up to PIPELINE_WAIT_SECONDS while another process holds the file; a path that can
     never be a DuckDB database (a folder, a SQLite or text file) fails at once.
+
+    A DuckLake (:mod:`pipeline.engine.core.lake`) takes many writers at once and serves readers
+    at a snapshot itself: no lock to wait for, no copy to publish. ``data_path`` is where a new
+    lake keeps its Parquet files (default FLYWHEEL_DUCKLAKE_DATA_PATH).
     """
 
     snapshot: str | None = None
+    data_path: str | None = None
 
     @property
     def local(self) -> bool:
@@ -42,6 +49,10 @@ class FlywheelDuckDB(DuckDBResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection (retried while another process holds the file), migrated; the
         snapshot is published when the block is done."""
+        if lake.is_lake(self.database):
+            with closing(store.connect(self.database, data_path=self.data_path)) as conn:
+                yield conn
+            return
         check_database_path(self.database)
         if self.local:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +75,11 @@ class FlywheelDuckDB(DuckDBResource):
     def read_connection(self, wait_seconds: float = 5.0, use_snapshot: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection to the database, retried while a writer holds it; after
         ``wait_seconds`` the snapshot if there is one (and ``use_snapshot``), else the lock error
-        is raised."""
+        is raised. On DuckLake, a read-only attachment: each query reads the latest snapshot."""
+        if lake.is_lake(self.database):
+            with closing(lake.connect(self.database, self.data_path, read_only=True)) as conn:
+                yield conn
+            return
         check_database_path(self.database)
         fallback = self.snapshot_path if use_snapshot else None
         conn = snapshots.connect_read_only(self.database, wait_seconds, fallback)

@@ -4,14 +4,7 @@ credentials from the environment, a run of a real asset is stored, and both read
 The Docker run launcher is validated as configuration but not instantiated (dagster-docker is a
 deployment dependency, not a test one); the storage and run queue are the real ones."""
 
-import glob
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -21,57 +14,16 @@ from dagster._core.instance.config import dagster_instance_config
 
 from assets.ingest import raw_traces
 from tests.assets.tiny import tiny_resources
+from tests.postgres import throwaway_postgres
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _bin_dir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found and not shutil.which("initdb"):
-        pytest.fail("PostgreSQL server binaries not found: apt-get install postgresql (as .ci/run does)")
-    return Path(found[-1]).parent if found else Path(shutil.which("initdb")).parent
-
-
 @pytest.fixture
 def postgres():
-    """A throwaway PostgreSQL server on 127.0.0.1 (as the postgres user when run as root), stopped by pid."""
-    binaries, port = _bin_dir(), _free_port()
-    folder = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
-    user = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-    if user:
-        shutil.chown(folder, "postgres", "postgres")
-    data = folder / "data"
-    subprocess.run([binaries / "initdb", "-D", data, "-U", "dagster", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True, cwd=folder, **user)
-    server = subprocess.Popen([binaries / "postgres", "-D", data, "-p", str(port), "-k", folder,
-                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder, **user)
-    try:
-        import psycopg2
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = psycopg2.connect(host="127.0.0.1", port=port, user="dagster", dbname="postgres")
-            except psycopg2.OperationalError:
-                assert server.poll() is None and time.monotonic() < deadline, "PostgreSQL did not start"
-                time.sleep(0.2)
-                continue
-            conn.autocommit = True
-            conn.cursor().execute("CREATE DATABASE flywheel_dagster")
-            conn.close()
-            break
-        yield port
-    finally:
-        os.kill(server.pid, signal.SIGINT)  # fast shutdown: disconnects clients, then exits
-        server.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
+    """A throwaway PostgreSQL server with the database flywheel_dagster; its port."""
+    with throwaway_postgres(("flywheel_dagster",), user="dagster") as server:
+        yield server.port
 
 
 def test_deploy_instance_stores_runs_and_events_in_postgres(postgres, tmp_path, tiny_demo, monkeypatch):

@@ -40,8 +40,9 @@ class NotADatabase(ValueError):
 
 
 def is_local(database: str) -> bool:
-    """Whether ``database`` names a file on this machine: not a MotherDuck ``md:`` string, not ``:memory:``."""
-    return not database.startswith("md:") and database != ":memory:"
+    """Whether ``database`` names a DuckDB file on this machine: not a MotherDuck ``md:`` string,
+    not a ``ducklake:`` catalog, not ``:memory:``."""
+    return not database.startswith(("md:", "ducklake:")) and database != ":memory:"
 
 
 def is_locked(error: BaseException) -> bool:

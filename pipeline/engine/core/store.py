@@ -10,14 +10,20 @@ Every write replaces or merges by key, so re-running an asset never duplicates r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
 
+from pipeline.engine.core import lake
 from pipeline.engine.core.connections import check_database_path, is_local
+
+T = TypeVar("T")
 
 #: People's agreement, as views over ``annotations`` (migration 12). An annotator's current
 #: decision on a trace is their latest row (by annotated_at, then annotation_id); a row with
@@ -297,7 +303,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (15, "eval_results: drop the unique index that made rewriting a model's results fail in a reopened file", """
     DROP INDEX IF EXISTS eval_results_key;
     """),
+    (16, "day partitions (DuckLake only: a plain file is not partitioned)", ""),
 ]
+
+#: A migration's statements on DuckLake where they differ (see docs/ducklake.md, "What DuckLake lacks"):
+#: it has no indexes (so no unique index: :data:`UNIQUE_KEYS` and :func:`settle_duplicates` keep
+#: the keys unique), takes no BOOLEAN default in ALTER TABLE (every writer sets the column), and
+#: partitions raw_traces and trace_evaluations by day.
+LAKE_MIGRATIONS: dict[int, str] = {
+    8: "",
+    9: next(sql for version, _, sql in MIGRATIONS if version == 9).replace("reference_verified BOOLEAN DEFAULT false", "reference_verified BOOLEAN"),
+    16: ";\n".join(f"ALTER TABLE {table} SET PARTITIONED BY (year({column}), month({column}), day({column}))"
+                   for table, column in lake.DAY_PARTITIONS.items()),
+}
 
 CONTRACT_TABLES = (
     "raw_traces", "rejected_traces", "trace_evaluations", "annotations", "labelled_failures",
@@ -313,37 +331,85 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         yield conn
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        try:
+            conn.execute("ROLLBACK")
+        except duckdb.TransactionException:
+            pass  # a refused COMMIT (a DuckLake conflict) already ended the transaction
         raise
 
 
-def connect(database: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database (creating its folder for a local file) with the schema migrated; a path
-    that can never be a DuckDB database fails at once (:func:`check_database_path`)."""
-    check_database_path(database)
-    if is_local(database):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(database, read_only=read_only)
+#: How many times a transaction that conflicts with another writer's commit is tried (DuckLake).
+CONFLICT_ATTEMPTS = 30
+#: The first pause before trying again (doubling, with jitter, up to CONFLICT_MAX_PAUSE_SECONDS).
+CONFLICT_FIRST_PAUSE_SECONDS, CONFLICT_MAX_PAUSE_SECONDS = 0.05, 2.0
+
+
+def retrying(work: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """``work()``, one whole transaction, run again while DuckLake refuses its commit because it
+    conflicts with another writer's, or a SQLite catalog is locked by one
+    (:func:`pipeline.engine.core.lake.is_conflict`); ``work`` must begin and end its own
+    transaction. A plain DuckDB file has one writer, so it never retries."""
+    pause = CONFLICT_FIRST_PAUSE_SECONDS
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except duckdb.Error as exc:
+            if not lake.is_conflict(exc) or attempt == attempts:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(2 * pause, CONFLICT_MAX_PAUSE_SECONDS)
+    raise AssertionError("unreachable")
+
+
+def connect(database: str, read_only: bool = False, data_path: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the database with the schema migrated (unless ``read_only``): a DuckDB file (its
+    folder created; a path that can never be a DuckDB database fails at once,
+    :func:`check_database_path`), ``md:`` MotherDuck, ``:memory:``, or a ``ducklake:`` catalog
+    (:func:`pipeline.engine.core.lake.connect`, ``data_path`` used when it creates the lake)."""
+    if lake.is_lake(database):
+        conn = lake.connect(database, data_path, read_only=read_only)
+    else:
+        check_database_path(database)
+        if is_local(database):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        conn = duckdb.connect(database, read_only=read_only)
     if not read_only:
-        migrate(conn)
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply pending migrations; returns the versions applied now."""
-    conn.execute(
+    """Apply pending migrations (on DuckLake, their :data:`LAKE_MIGRATIONS` form); returns the
+    versions applied now. Several processes may migrate one lake at once: each migration is one
+    transaction, retried on a conflict, and skipped when another process applied it first."""
+    on_lake = lake.is_lake_connection(conn)
+    retrying(lambda: conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(version INTEGER, name VARCHAR, applied_at TIMESTAMPTZ DEFAULT now())"
-    )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        "(version INTEGER, name VARCHAR, applied_at TIMESTAMPTZ DEFAULT now())"))
+    done = {row[0] for row in retrying(lambda: conn.execute("SELECT version FROM schema_migrations").fetchall())}
     applied = []
     for version, name, sql in MIGRATIONS:
         if version in done:
             continue
-        with transaction(conn):
-            conn.execute(sql)
-            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
-        applied.append(version)
+        sql = LAKE_MIGRATIONS.get(version, sql) if on_lake else sql
+
+        def apply() -> bool:
+            with transaction(conn):
+                if conn.execute("SELECT count(*) FROM schema_migrations WHERE version = ?", [version]).fetchone()[0]:
+                    return False
+                if sql.strip():
+                    conn.execute(sql)
+                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+            return True
+
+        if retrying(apply):
+            applied.append(version)
+    if applied:
+        settle_duplicates(conn, "schema_migrations")  # DuckLake: two processes applied one at once
     return applied
 
 
@@ -356,21 +422,66 @@ def _key_match(table: str, key: Sequence[str]) -> str:
     return " AND ".join(f"{table}.{k} IS NOT DISTINCT FROM batch.{k}" for k in key)
 
 
-def _write(conn: duckdb.DuckDBPyConnection, statements: list[str], batch: pl.DataFrame) -> None:
+def _write(conn: duckdb.DuckDBPyConnection, statements: list[str], batch: pl.DataFrame, table: str,
+           keep: str = "last") -> None:
+    """Run ``statements`` over the registered ``batch`` in one transaction (retried on a DuckLake
+    conflict), then settle ``table``'s duplicate keys among the batch's (:func:`settle_duplicates`)."""
     conn.register("batch", batch.to_arrow())
     try:
-        with transaction(conn):
-            for sql in statements:
-                conn.execute(sql)
+        def attempt() -> None:
+            with transaction(conn):
+                for sql in statements:
+                    conn.execute(sql)
+
+        retrying(attempt)
+        settle_duplicates(conn, table, keep, among="batch")
     finally:
         conn.unregister("batch")
 
 
-#: Tables whose rows are unique on these columns. Migration 8 enforced it with a unique index, but
-#: DuckDB checks a reopened file database's unique index before the same transaction's DELETE
-#: reaches it, so rewriting existing keys failed (INSERT OR REPLACE too); migration 15 drops the
-#: index and :func:`upsert` refuses a batch that repeats one of these keys.
-UNIQUE_KEYS = {"eval_results": ("model_id", "test_set_version", "example_id")}
+#: Tables whose rows are unique on these columns. Migration 8 enforced eval_results' with a unique
+#: index, but DuckDB checks a reopened file database's unique index before the same transaction's
+#: DELETE reaches it, so rewriting existing keys failed (INSERT OR REPLACE too); migration 15 drops
+#: the index. :func:`upsert` refuses a batch that repeats one of these keys, and on DuckLake (no
+#: indexes, and two writers' inserts of one new key both commit) :func:`settle_duplicates` keeps one.
+UNIQUE_KEYS = {
+    "schema_migrations": ("version",),
+    "eval_results": ("model_id", "test_set_version", "example_id"),
+    "raw_traces": ("trace_id",),
+    "annotations": ("annotation_id",),
+    "trace_evaluations": ("trace_id", "check_name"),
+    "ingested_files": ("source", "path"),
+    "rejected_traces": ("source", "location"),
+}
+
+
+def settle_duplicates(conn: duckdb.DuckDBPyConnection, table: str, keep: str = "first", among: str | None = None) -> int:
+    """On DuckLake, delete the rows of ``table`` that repeat a :data:`UNIQUE_KEYS` key, keeping the
+    ``first`` or ``last`` committed (DuckLake's row ids grow with each commit); ``among`` (a
+    registered relation or a parenthesised query giving the key columns) limits it to those keys.
+    Two writers that inserted one new key at once both committed (appends never conflict);
+    whichever settles first deletes the extra row, the other finds none. Returns the rows deleted;
+    a DuckDB file (one writer) has none to settle."""
+    key = UNIQUE_KEYS.get(table)
+    if key is None or keep not in ("first", "last") or not lake.is_lake_connection(conn):
+        return 0
+    keys = ", ".join(key)
+    scope = f"WHERE ({keys}) IN (SELECT ({keys}) FROM {among})" if among else ""
+    order = "rowid" if keep == "first" else "rowid DESC"
+
+    def attempt() -> int:
+        with transaction(conn):
+            extra = [row[0] for row in conn.execute(f"""
+                WITH repeated AS (SELECT {keys} FROM {table} {scope} GROUP BY {keys} HAVING count(*) > 1)
+                SELECT rowid FROM (
+                    SELECT rowid, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS n
+                    FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM repeated))
+                WHERE n > 1""").fetchall()]
+            if extra:
+                conn.execute(f"DELETE FROM {table} WHERE list_contains(?, rowid)", [extra])
+            return len(extra)
+
+    return retrying(attempt)
 
 
 def upsert(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str]) -> int:
@@ -389,20 +500,31 @@ def upsert(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key
         f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM (SELECT DISTINCT {keys} FROM batch) batch "
         f"WHERE {_key_match(table, key)})",
         f"INSERT INTO {table} BY NAME SELECT * FROM batch",
-    ], batch)
+    ], batch, table, keep="last")
     return batch.height
 
 
 def insert_new(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str]) -> int:
-    """Insert the rows of ``batch`` whose key is not in ``table`` yet; returns how many."""
+    """Insert the rows of ``batch`` whose key is not in ``table`` yet (first write wins); returns how many."""
     if batch.is_empty():
         return 0
-    before = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    _write(conn, [
-        f"INSERT INTO {table} BY NAME SELECT * FROM batch WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {table} WHERE {_key_match(table, key)})",
-    ], batch)
-    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+    counted: list[int] = []
+
+    def attempt() -> None:
+        counted.clear()
+        with transaction(conn):
+            before = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch WHERE NOT EXISTS "
+                         f"(SELECT 1 FROM {table} WHERE {_key_match(table, key)})")
+            counted.append(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before)
+
+    conn.register("batch", batch.to_arrow())
+    try:
+        retrying(attempt)
+        settled = settle_duplicates(conn, table, "first", among="batch")
+    finally:
+        conn.unregister("batch")
+    return counted[0] - settled
 
 
 def sync(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: Sequence[str],
@@ -430,7 +552,7 @@ def sync(conn: duckdb.DuckDBPyConnection, table: str, batch: pl.DataFrame, key: 
         f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM batch WHERE {match} AND ({changed}))",
         f"INSERT INTO {table} BY NAME SELECT * FROM batch WHERE NOT EXISTS "
         f"(SELECT 1 FROM {table} WHERE {match})",
-    ], batch)
+    ], batch, table)
     after = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     unchanged = before - gone - replaced
     return {"inserted": after - unchanged - replaced, "replaced": replaced, "deleted": gone,

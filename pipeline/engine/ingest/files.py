@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from pipeline.engine.core import store
+from pipeline.engine.core import lake, store
 from pipeline.engine.core.store import transaction
 from pipeline.engine.ingest.display import store_display_texts
 from pipeline.engine.ingest.formats import to_trace
@@ -60,7 +60,7 @@ from pipeline.engine.ingest.records import (
     rejection,
     rejections_preview,
 )
-from pipeline.engine.ingest.sql import insert_records, parse_sql, python_rows
+from pipeline.engine.ingest.sql import insert_records, parse_sql, python_rows, settle_new_traces
 from pipeline.engine.tasks import Task
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet")
@@ -422,7 +422,11 @@ def _one_checkpoint(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Within the block, a commit only appends to the write-ahead log (still durable) until the
     log passes WAL_LIMIT, instead of also checkpointing (compressing and writing the rows into
     the database file) past the default 16 MiB, that is after nearly every chunk; one checkpoint
-    follows at the end. The limit bounds the memory held by rows not yet checkpointed."""
+    follows at the end. The limit bounds the memory held by rows not yet checkpointed. On DuckLake
+    (each commit writes Parquet files; CHECKPOINT there is maintenance) nothing changes."""
+    if lake.is_lake_connection(conn):
+        yield
+        return
     try:
         before = conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
         conn.execute(f"SET checkpoint_threshold = '{WAL_LIMIT}'")
@@ -440,19 +444,33 @@ def _one_checkpoint(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
             pass  # another connection is writing: DuckDB checkpoints after a later commit
 
 
+def file_batch(path: Path, batches: int) -> int:
+    """Which of ``batches`` file batches ``path`` belongs to: a stable hash of its path, so runs
+    ingesting batches 0..batches-1 at once (on DuckLake) share the files without listing them."""
+    return int(hashlib.md5(str(path).encode()).hexdigest(), 16) % batches
+
+
 def ingest_files(conn: duckdb.DuckDBPyConnection, paths: list[str], task: Task, source: str, *,
                  max_record_bytes: int = 1_000_000, settle_seconds: float = 5.0,
-                 now: datetime | None = None, chunk_bytes: int = CHUNK_BYTES) -> IngestReport:
+                 now: datetime | None = None, chunk_bytes: int = CHUNK_BYTES,
+                 batch: tuple[int, int] = (0, 1)) -> IngestReport:
     """Ingest what is new in the trace files under ``paths`` (see the module docstring), and store
-    the new traces' display texts."""
+    the new traces' display texts. ``batch`` (i, n): only the files of batch i of n
+    (:func:`file_batch`), for n runs ingesting at once."""
+    index, batches = batch
+    if not (isinstance(batches, int) and isinstance(index, int) and batches >= 1 and 0 <= index < batches):
+        raise ValueError(f"file batch {index} of {batches}: the batch must be 0 to batches - 1, batches at least 1")
+    now = now or datetime.now(timezone.utc)
+    mine = (lambda path: file_batch(path, batches) == index) if batches > 1 else (lambda path: True)
     with _one_checkpoint(conn):
-        report = _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes)
-        store_display_texts(conn, task)
+        report = _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes, mine)
+        settled = settle_new_traces(conn, now)
+        report.ingested, report.duplicates = report.ingested - settled, report.duplicates + settled
+        store.retrying(lambda: store_display_texts(conn, task))
         return report
 
 
-def _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes) -> IngestReport:
-    now = now or datetime.now(timezone.utc)
+def _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, now, chunk_bytes, mine) -> IngestReport:
     report = IngestReport()
     wall = time.time()
 
@@ -465,10 +483,10 @@ def _ingest_files(conn, paths, task, source, max_record_bytes, settle_seconds, n
             report.files_quarantined.append(str(path))
             report.rejections += [row] if len(report.rejections) < PREVIEW else []
 
-    for path in discover(paths):
+    for path in filter(mine, discover(paths)):
         contained(path, lambda: _ingest_path(conn, path, task, source, max_record_bytes, settle_seconds, now,
                                              chunk_bytes, wall, report))
-    for path in unknown_files(paths):
+    for path in filter(mine, unknown_files(paths)):
         contained(path, lambda: _reject_unknown(conn, path, source, max_record_bytes, now, report))
     return report
 
@@ -527,21 +545,26 @@ def ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, task: Task, source:
 
     def step(work=None, done: ReadState | None = None, before_commit=None) -> None:
         nonlocal pending_forget
-        try:
-            with transaction(conn):
-                if pending_forget:
-                    _forget_rejections(conn, source, path, records=fresh)
-                if work:
-                    work()
-                job.flush()
-                if done is not None:
-                    _record(conn, source, path, fmt, stat, done, before[0] + job.ingested,
-                            before[1] + job.rejected, now)
-                if before_commit:
-                    before_commit()
-        except BaseException:
-            job.rolled_back()
-            raise
+        started = []  # before_commit (the read-ahead) runs once, even when a conflict retries the step
+
+        def attempt() -> None:
+            try:
+                with transaction(conn):
+                    if pending_forget:
+                        _forget_rejections(conn, source, path, records=fresh)
+                    if work:
+                        work()
+                    job.flush()
+                    if done is not None:
+                        _record(conn, source, path, fmt, stat, done, before[0] + job.ingested,
+                                before[1] + job.rejected, now)
+                    if before_commit and not started:
+                        started.append(before_commit())
+            except BaseException:
+                job.rolled_back()
+                raise
+
+        store.retrying(attempt)  # another writer's commit conflicting with this one (DuckLake)
         job.committed()
         pending_forget = False
 

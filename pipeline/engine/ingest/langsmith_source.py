@@ -37,8 +37,9 @@ from pipeline.engine.ingest.display import store_display_texts
 from pipeline.engine.ingest.files import checked, write_rejected
 from pipeline.engine.ingest.formats import from_langsmith_run
 from pipeline.engine.ingest.records import PREVIEW, RECORD_SCHEMA, RecordError, one_record, rejection, rejections_preview
-from pipeline.engine.ingest.sql import insert_records, python_rows
+from pipeline.engine.ingest.sql import insert_records, python_rows, settle_new_traces
 from pipeline.engine.core.secrets import redact
+from pipeline.engine.core import store
 from pipeline.engine.core.store import transaction
 from pipeline.engine.tasks import Task
 
@@ -185,7 +186,9 @@ def ingest_runs(conn: duckdb.DuckDBPyConnection, runs: Iterator[dict[str, Any]],
             _write(conn, batch, task, source, now, report)
             batch = []
     _write(conn, batch, task, source, now, report)
-    store_display_texts(conn, task)
+    settled = settle_new_traces(conn, now)
+    report.ingested, report.duplicates = report.ingested - settled, report.duplicates + settled
+    store.retrying(lambda: store_display_texts(conn, task))
     return report
 
 
@@ -199,11 +202,15 @@ def _write(conn, runs: list[dict[str, Any]], task: Task, source: str, now: datet
             rejected.append(rejection(source, f"run {run.get('id')}", str(exc),
                                       json.dumps(run, ensure_ascii=False, default=str), now))
     conn.register("py_rows", pl.DataFrame(rows, schema=RECORD_SCHEMA).to_arrow())
-    try:
+    def attempt() -> int:
         with transaction(conn):
             ingested = insert_records(conn, python_rows("py_rows"), source, now)
             if rejected:
                 write_rejected(conn, rejected)
+        return ingested
+
+    try:
+        ingested = store.retrying(attempt)
     finally:
         conn.unregister("py_rows")
     report.runs += len(runs)

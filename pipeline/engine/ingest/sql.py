@@ -188,6 +188,14 @@ def insert_records(conn: duckdb.DuckDBPyConnection, relation: str, source: str, 
     return conn.execute(sql, [source, now]).fetchone()[0]
 
 
+def settle_new_traces(conn: duckdb.DuckDBPyConnection, now) -> int:
+    """On DuckLake, delete the traces ingested at ``now`` whose id another writer stored first (two
+    ingests reading the same trace at once both commit it); returns how many (0 on a DuckDB file)."""
+    moment = now.isoformat() if hasattr(now, "isoformat") else str(now)
+    return store.settle_duplicates(conn, "raw_traces", "first",
+                                   among=f"(SELECT trace_id FROM raw_traces WHERE ingested_at = TIMESTAMPTZ '{moment}')")
+
+
 def content_hash(record: dict[str, Any]) -> str:
     """Hash of what makes a trace itself (task, input, output, model, timestamp), the same one
     ingestion stores in raw_traces.content_hash; operational fields do not count."""
