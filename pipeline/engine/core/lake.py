@@ -16,7 +16,7 @@ duckdb, so nothing is downloaded at connect time.
 Several writers may commit at once: DuckLake retries a commit that does not conflict with the
 ones that won; a real conflict (two transactions deleting from the same data file) reaches the
 caller as a TransactionException, which :func:`is_conflict` recognises and
-:func:`pipeline.engine.core.store.transaction` retries as a whole.
+:func:`pipeline.engine.core.store.retrying` runs again as a whole.
 """
 
 from __future__ import annotations
